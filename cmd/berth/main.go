@@ -1,0 +1,49 @@
+// Command berth starts, stops and inspects berth instances: Linux VMs running the Docker
+// engine, reached through a forwarded socket and a docker context.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time.
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRootCommand()
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "berth:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "berth",
+		Short:         "Run the Docker engine in a lightweight Linux VM",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringP("profile", "p", "", "instance name (default \"default\")")
+	root.AddCommand(
+		newStartCommand(),
+		newStopCommand(),
+		newRestartCommand(),
+		newStatusCommand(),
+		newListCommand(),
+		newDeleteCommand(),
+		newLogsCommand(),
+		newShellCommand(),
+		newVersionCommand(),
+		newHostdCommand(),
+	)
+	return root
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+
+	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/berth-dev/berth/host/api"
+	"github.com/berth-dev/berth/host/instance"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+func newShellCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "shell [INSTANCE] [-- COMMAND [ARG...]]",
+		Short: "Open a shell in the VM, or run a command there",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var instArgs, command []string
+			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
+				instArgs, command = args[:dash], args[dash:]
+			} else {
+				instArgs = args
+			}
+			if len(instArgs) > 1 {
+				return errors.New("too many arguments: put the command after --")
+			}
+			inst, err := openInstance(cmd, instArgs)
+			if err != nil {
+				return err
+			}
+			if inst.DaemonPID() == 0 {
+				return fmt.Errorf("instance %q is not running; start it with `berth start %s`", inst.Name, inst.Name)
+			}
+			code, err := runExec(cmd, instance.Client(inst), command)
+			if err != nil {
+				return err
+			}
+			os.Exit(code)
+			return nil
+		},
+	}
+}
+
+// runExec runs command (a login shell when empty) in the guest with this terminal
+// attached; the guest side gets a pty when stdin is a terminal. It returns the exit code.
+func runExec(cmd *cobra.Command, client *api.Client, command []string) (int, error) {
+	stdinFd := int(os.Stdin.Fd())
+	tty := term.IsTerminal(stdinFd)
+	if len(command) == 0 {
+		command = []string{"/bin/bash", "-l"}
+	}
+	req := proto.ExecRequest{Argv: command, TTY: tty}
+	if tty {
+		if cols, rows, err := term.GetSize(stdinFd); err == nil {
+			req.Rows, req.Cols = uint16(rows), uint16(cols)
+		}
+		if t := os.Getenv("TERM"); t != "" {
+			req.Env = append(req.Env, "TERM="+t)
+		}
+	}
+	conn, err := client.Exec(cmd.Context(), req)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	if tty {
+		old, err := term.MakeRaw(stdinFd)
+		if err != nil {
+			return 0, err
+		}
+		defer term.Restore(stdinFd, old)
+	}
+
+	var wmu sync.Mutex
+	send := func(kind byte, p []byte) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		return proto.WriteFrame(conn, kind, p)
+	}
+	if tty {
+		watchResize(stdinFd, func(rows, cols uint16) { send(proto.FrameResize, proto.ResizePayload(rows, cols)) })
+	}
+	go func() {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := os.Stdin.Read(buf)
+			if n > 0 && send(proto.FrameStdin, buf[:n]) != nil {
+				return
+			}
+			if err != nil {
+				send(proto.FrameStdinClose, nil)
+				return
+			}
+		}
+	}()
+	for {
+		kind, payload, err := proto.ReadFrame(conn.R)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, errors.New("connection to the VM closed before the command exited")
+			}
+			return 0, err
+		}
+		switch kind {
+		case proto.FrameStdout:
+			os.Stdout.Write(payload)
+		case proto.FrameStderr:
+			os.Stderr.Write(payload)
+		case proto.FrameExit:
+			return proto.ParseExit(payload)
+		}
+	}
+}

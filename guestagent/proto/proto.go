@@ -1,0 +1,238 @@
+// Package proto is the wire contract between the host daemon and berth-agent. It is shared
+// by both sides and imports nothing platform-specific.
+//
+// The agent channel (vsock connection or virtio-serial port) carries one yamux session; the
+// host opens streams, the agent accepts them. Every stream starts with one JSON line from the
+// host (Request) answered by one JSON line from the agent (Response); what follows depends on
+// the request type. See docs/agent-protocol.md.
+package proto
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hashicorp/yamux"
+)
+
+// Version is bumped on any incompatible change; the host refuses an agent that differs.
+const Version = 1
+
+// Default channel endpoints.
+const (
+	VsockPort  = 1024
+	SerialName = "io.berth.agent"
+)
+
+// Request types.
+const (
+	TypeInfo     = "info"     // Response.Info, then the stream closes
+	TypeTime     = "time"     // set the guest clock to Request.TimeUnixNano
+	TypeShutdown = "shutdown" // stop the engine, sync, power off
+	TypeDocker   = "docker"   // raw byte pipe to the engine socket; half-close is kept
+	TypeExec     = "exec"     // framed exec session, see Frame*
+	TypeEvents   = "events"   // the agent writes Event JSON lines until the stream closes
+	TypeLogs     = "logs"     // raw log bytes of Request.Log ("agent" or "engine")
+)
+
+// Request is the first line of every stream.
+type Request struct {
+	Type         string       `json:"type"`
+	TimeUnixNano int64        `json:"timeUnixNano,omitempty"`
+	Exec         *ExecRequest `json:"exec,omitempty"`
+	Log          string       `json:"log,omitempty"`
+	Follow       bool         `json:"follow,omitempty"`
+}
+
+// Response answers a Request. A non-empty Error ends the stream.
+type Response struct {
+	Error string `json:"error,omitempty"`
+	Info  *Info  `json:"info,omitempty"`
+}
+
+// Info describes the guest.
+type Info struct {
+	ProtocolVersion int    `json:"protocolVersion"`
+	AgentVersion    string `json:"agentVersion"`
+	Kernel          string `json:"kernel"`
+	Arch            string `json:"arch"`
+	// KernelBoot is the guest uptime at which the agent started as /init: the kernel's own
+	// share of boot time.
+	KernelBoot    time.Duration `json:"kernelBoot"`
+	Uptime        time.Duration `json:"uptime"`
+	Engine        EngineState   `json:"engine"`
+	EngineVersion string        `json:"engineVersion,omitempty"`
+	IP            string        `json:"ip,omitempty"`
+	DataDisk      DiskUsage     `json:"dataDisk"`
+}
+
+// DiskUsage of the data disk in bytes.
+type DiskUsage struct {
+	Total uint64 `json:"total"`
+	Used  uint64 `json:"used"`
+}
+
+// EngineState is the Docker engine's state as the agent sees it.
+type EngineState string
+
+const (
+	EngineStarting EngineState = "starting"
+	EngineRunning  EngineState = "running"
+	EngineStopped  EngineState = "stopped"
+	EngineFailed   EngineState = "failed"
+)
+
+// Event is pushed on an events stream.
+type Event struct {
+	Time    time.Time   `json:"time"`
+	Engine  EngineState `json:"engine,omitempty"`
+	Message string      `json:"message,omitempty"`
+}
+
+// ExecRequest starts a process in the guest.
+type ExecRequest struct {
+	Argv []string `json:"argv"`
+	Env  []string `json:"env,omitempty"`
+	Dir  string   `json:"dir,omitempty"`
+	TTY  bool     `json:"tty,omitempty"`
+	Rows uint16   `json:"rows,omitempty"`
+	Cols uint16   `json:"cols,omitempty"`
+}
+
+// Exec frames: a 1-byte kind, a 4-byte big-endian length, the payload.
+const (
+	FrameStdin      byte = 0 // host → guest
+	FrameStdout     byte = 1 // guest → host (with a TTY, all output)
+	FrameStderr     byte = 2 // guest → host
+	FrameResize     byte = 3 // host → guest: rows, cols as two big-endian uint16
+	FrameExit       byte = 4 // guest → host: exit code as big-endian int32; last frame
+	FrameStdinClose byte = 5 // host → guest: no more stdin
+)
+
+// MaxFrame bounds a frame's payload so a corrupt stream cannot make us allocate wildly.
+const MaxFrame = 1 << 20
+
+// WriteFrame writes one frame.
+func WriteFrame(w io.Writer, kind byte, payload []byte) error {
+	if len(payload) > MaxFrame {
+		return fmt.Errorf("frame of %d bytes exceeds %d", len(payload), MaxFrame)
+	}
+	buf := make([]byte, 5+len(payload))
+	buf[0] = kind
+	binary.BigEndian.PutUint32(buf[1:5], uint32(len(payload)))
+	copy(buf[5:], payload)
+	_, err := w.Write(buf)
+	return err
+}
+
+// ReadFrame reads one frame.
+func ReadFrame(r io.Reader) (kind byte, payload []byte, err error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[1:])
+	if n > MaxFrame {
+		return 0, nil, fmt.Errorf("frame of %d bytes exceeds %d", n, MaxFrame)
+	}
+	payload = make([]byte, n)
+	if _, err := io.ReadFull(r, payload); err != nil {
+		return 0, nil, err
+	}
+	return hdr[0], payload, nil
+}
+
+// ResizePayload encodes a window size.
+func ResizePayload(rows, cols uint16) []byte {
+	b := make([]byte, 4)
+	binary.BigEndian.PutUint16(b, rows)
+	binary.BigEndian.PutUint16(b[2:], cols)
+	return b
+}
+
+// ParseResize decodes a window size.
+func ParseResize(b []byte) (rows, cols uint16, err error) {
+	if len(b) != 4 {
+		return 0, 0, errors.New("bad resize frame")
+	}
+	return binary.BigEndian.Uint16(b), binary.BigEndian.Uint16(b[2:]), nil
+}
+
+// ExitPayload encodes an exit code.
+func ExitPayload(code int) []byte {
+	b := make([]byte, 4)
+	binary.BigEndian.PutUint32(b, uint32(int32(code)))
+	return b
+}
+
+// ParseExit decodes an exit code.
+func ParseExit(b []byte) (int, error) {
+	if len(b) != 4 {
+		return 0, errors.New("bad exit frame")
+	}
+	return int(int32(binary.BigEndian.Uint32(b))), nil
+}
+
+// WriteJSONLine writes v as one line.
+func WriteJSONLine(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// maxHeader bounds a header line.
+const maxHeader = 64 << 10
+
+// ReadJSONLine reads one JSON line byte by byte so that nothing past the newline is
+// consumed: the rest of the stream belongs to the payload.
+func ReadJSONLine(r io.Reader, v any) error {
+	var line []byte
+	var b [1]byte
+	for {
+		if _, err := io.ReadFull(r, b[:]); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				err = io.EOF
+			}
+			return err
+		}
+		if b[0] == '\n' {
+			break
+		}
+		line = append(line, b[0])
+		if len(line) > maxHeader {
+			return errors.New("header line too long")
+		}
+	}
+	return json.Unmarshal(line, v)
+}
+
+// Scanner returns a line scanner sized for events.
+func Scanner(r io.Reader) *bufio.Scanner {
+	s := bufio.NewScanner(r)
+	s.Buffer(make([]byte, 64<<10), maxHeader)
+	return s
+}
+
+// YamuxConfig is used by both ends. Streams carry docker attach sessions and `logs -f`
+// that sit idle for hours and half-closed `run -i` pipes, so no timeout may cut an idle or
+// half-closed stream; the window is large because image loads and build contexts are bulk.
+func YamuxConfig() *yamux.Config {
+	c := yamux.DefaultConfig()
+	c.MaxStreamWindowSize = 16 << 20
+	c.StreamCloseTimeout = 0 // 0 disables the reset of half-closed streams
+	// The host opens its first stream while the guest is still booting (minutes under TCG):
+	// an open timeout or a keepalive would kill the session before the agent exists. The
+	// VM owner learns of a dead guest from the hypervisor, not from pings.
+	c.StreamOpenTimeout = 0
+	c.EnableKeepAlive = false
+	c.ConnectionWriteTimeout = 30 * time.Second
+	c.LogOutput = io.Discard
+	return c
+}

@@ -1,0 +1,72 @@
+// Package api is the host daemon's control API: HTTP+JSON on the instance's 0600 unix
+// socket. The CLI and the tray are both clients of it. See docs/control-api.md.
+package api
+
+import (
+	"time"
+
+	"github.com/berth-dev/berth/guestagent/proto"
+)
+
+// States of an instance.
+const (
+	StateStopped  = "Stopped"
+	StateStarting = "Starting"
+	StateRunning  = "Running"
+	StateDegraded = "Degraded"
+	StateStopping = "Stopping"
+	StateError    = "Error"
+)
+
+// Start phases, in order.
+const (
+	PhasePrepare = "prepare" // disks, network, image checks
+	PhaseKernel  = "kernel"  // VM launched, kernel booting
+	PhaseAgent   = "agent"   // agent answered
+	PhaseEngine  = "engine"  // Docker engine answers in the guest
+	PhaseSocket  = "socket"  // docker.sock forwarded and the context written
+)
+
+// Status is GET /v1/status.
+type Status struct {
+	Name          string        `json:"name"`
+	State         string        `json:"state"`
+	Phase         string        `json:"phase,omitempty"`
+	Error         string        `json:"error,omitempty"`
+	PID           int           `json:"pid"`
+	Accel         string        `json:"accel,omitempty"`
+	Arch          string        `json:"arch,omitempty"`
+	CPUs          int           `json:"cpus"`
+	MemoryGiB     int           `json:"memoryGiB"`
+	DiskGiB       int           `json:"diskGiB"`
+	DockerSocket  string        `json:"dockerSocket"`
+	DockerContext string        `json:"dockerContext"`
+	StartedAt     time.Time     `json:"startedAt,omitzero"`
+	Phases        []PhaseTiming `json:"phases,omitempty"`
+	Guest         *proto.Info   `json:"guest,omitempty"`
+}
+
+// PhaseTiming records when a start phase completed, relative to the start.
+type PhaseTiming struct {
+	Phase string        `json:"phase"`
+	At    time.Duration `json:"at"`
+}
+
+// Event is one line of GET /v1/events (newline-delimited JSON).
+type Event struct {
+	Time    time.Time `json:"time"`
+	State   string    `json:"state"`
+	Phase   string    `json:"phase,omitempty"`
+	Message string    `json:"message,omitempty"`
+	Error   string    `json:"error,omitempty"`
+}
+
+// StopRequest is POST /v1/stop.
+type StopRequest struct {
+	Force bool `json:"force,omitempty"`
+}
+
+// ErrorResponse is the body of every non-2xx answer.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}

@@ -1,0 +1,146 @@
+// Package dockerctx writes the docker CLI's context for an instance straight into the
+// CLI's context store, so no docker binary is needed to set it up and other contexts and
+// settings are never touched.
+package dockerctx
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Name is the context name for an instance: "berth" for the default one.
+func Name(instance string) string {
+	if instance == "default" {
+		return "berth"
+	}
+	return "berth-" + instance
+}
+
+// ConfigDir is $DOCKER_CONFIG, else ~/.docker.
+func ConfigDir() (string, error) {
+	if d := os.Getenv("DOCKER_CONFIG"); d != "" {
+		return d, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".docker"), nil
+}
+
+type meta struct {
+	Name      string              `json:"Name"`
+	Metadata  map[string]string   `json:"Metadata"`
+	Endpoints map[string]endpoint `json:"Endpoints"`
+}
+
+type endpoint struct {
+	Host          string `json:"Host"`
+	SkipTLSVerify bool   `json:"SkipTLSVerify"`
+}
+
+// metaDir is where the CLI keeps a context: contexts/meta/<sha256 of the name>.
+func metaDir(cfgDir, name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return filepath.Join(cfgDir, "contexts", "meta", hex.EncodeToString(sum[:]))
+}
+
+// Ensure creates or updates the context to point at the unix socket sock.
+func Ensure(name, sock, description string) error {
+	dir, err := ConfigDir()
+	if err != nil {
+		return err
+	}
+	m := meta{
+		Name:      name,
+		Metadata:  map[string]string{"Description": description},
+		Endpoints: map[string]endpoint{"docker": {Host: "unix://" + sock}},
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	md := metaDir(dir, name)
+	if old, err := os.ReadFile(filepath.Join(md, "meta.json")); err == nil && string(old) == string(b) {
+		return nil
+	}
+	if err := os.MkdirAll(md, 0o755); err != nil {
+		return fmt.Errorf("failed to create docker context %q: %w", name, err)
+	}
+	tmp := filepath.Join(md, ".meta.json.tmp")
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return fmt.Errorf("failed to write docker context %q: %w", name, err)
+	}
+	return os.Rename(tmp, filepath.Join(md, "meta.json"))
+}
+
+// Host returns the docker endpoint a context points at, or "" if it does not exist.
+func Host(name string) (string, error) {
+	dir, err := ConfigDir()
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(filepath.Join(metaDir(dir, name), "meta.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var m meta
+	if err := json.Unmarshal(b, &m); err != nil {
+		return "", fmt.Errorf("docker context %q is corrupt: %w", name, err)
+	}
+	return m.Endpoints["docker"].Host, nil
+}
+
+// Remove deletes the context. If it was the current context, the CLI is switched back to
+// its default so the next docker command does not fail on a missing context.
+func Remove(name string) error {
+	dir, err := ConfigDir()
+	if err != nil {
+		return err
+	}
+	if err := os.RemoveAll(metaDir(dir, name)); err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(name))
+	os.RemoveAll(filepath.Join(dir, "contexts", "tls", hex.EncodeToString(sum[:])))
+	return unsetCurrent(filepath.Join(dir, "config.json"), name)
+}
+
+// unsetCurrent drops currentContext from config.json when it names ctx, keeping every
+// other key as it was.
+func unsetCurrent(path, ctx string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var cfg map[string]json.RawMessage
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return nil // not ours to repair
+	}
+	var cur string
+	if json.Unmarshal(cfg["currentContext"], &cur) != nil || cur != ctx {
+		return nil
+	}
+	delete(cfg, "currentContext")
+	out, err := json.MarshalIndent(cfg, "", "\t")
+	if err != nil {
+		return err
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, out, st.Mode().Perm())
+}

@@ -1,0 +1,89 @@
+// Package store owns berth's state on disk: the per-instance directory, its config file,
+// state file and lock. See docs/state-dir.md.
+package store
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is an instance's berth.yaml. Sizes are in GiB, as in Colima and Lima.
+type Config struct {
+	CPUs   int    `yaml:"cpus"`
+	Memory int    `yaml:"memory"` // GiB
+	Disk   int    `yaml:"disk"`   // GiB; the data disk only grows
+	Arch   string `yaml:"arch"`   // guest architecture; defaults to the host's
+	// Accel forces the accelerator: auto, kvm, hvf, whpx or tcg.
+	Accel string `yaml:"accel"`
+	// Images overrides the guest image directory (holding <arch>/vmlinuz, ...).
+	Images string `yaml:"images,omitempty"`
+	// BootTimeout bounds each wait of a start (agent up, engine ready), in seconds.
+	BootTimeout int `yaml:"bootTimeout"`
+}
+
+// DefaultConfig is what a new instance gets.
+func DefaultConfig() Config {
+	return Config{
+		CPUs:        min(2, runtime.NumCPU()),
+		Memory:      2,
+		Disk:        64,
+		Arch:        runtime.GOARCH,
+		Accel:       "auto",
+		BootTimeout: 600,
+	}
+}
+
+// ParseConfig reads berth.yaml. Unknown keys are errors, and errors carry the line, so a
+// typo never silently falls back to a default.
+func ParseConfig(data []byte) (Config, error) {
+	c := DefaultConfig()
+	if len(bytes.TrimSpace(data)) == 0 {
+		return c, nil
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return c, c.Validate()
+}
+
+// Validate checks ranges.
+func (c Config) Validate() error {
+	var errs []error
+	if c.CPUs < 1 || c.CPUs > 256 {
+		errs = append(errs, fmt.Errorf("cpus: %d is out of range 1-256", c.CPUs))
+	}
+	if c.Memory < 1 || c.Memory > 1024 {
+		errs = append(errs, fmt.Errorf("memory: %d GiB is out of range 1-1024", c.Memory))
+	}
+	if c.Disk < 4 || c.Disk > 16384 {
+		errs = append(errs, fmt.Errorf("disk: %d GiB is out of range 4-16384", c.Disk))
+	}
+	switch c.Arch {
+	case "amd64", "arm64":
+	default:
+		errs = append(errs, fmt.Errorf("arch: %q is not amd64 or arm64", c.Arch))
+	}
+	switch c.Accel {
+	case "auto", "kvm", "hvf", "whpx", "tcg":
+	default:
+		errs = append(errs, fmt.Errorf("accel: %q is not one of auto, kvm, hvf, whpx, tcg", c.Accel))
+	}
+	if c.BootTimeout < 10 {
+		errs = append(errs, fmt.Errorf("bootTimeout: %d s is too short (at least 10)", c.BootTimeout))
+	}
+	return errors.Join(errs...)
+}
+
+// Marshal renders the config as YAML.
+func (c Config) Marshal() []byte {
+	b, _ := yaml.Marshal(c)
+	return b
+}

@@ -1,0 +1,119 @@
+// Package qemu runs the berth VM with QEMU: KVM on Linux where the CPU allows it, HVF on
+// macOS, TCG anywhere else.
+package qemu
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/berth-dev/berth/vm"
+)
+
+// Files the driver keeps in Config.RuntimeDir.
+const (
+	qmpSocket   = "qmp.sock"
+	agentSocket = "agent.sock"
+)
+
+// netFD is the descriptor number the first NIC's datagram socket has in the QEMU process:
+// exec.Cmd.ExtraFiles starts at 3.
+const netFD = 3
+
+// Binary returns the QEMU system emulator for a guest architecture.
+func Binary(arch string) (string, error) {
+	switch arch {
+	case "amd64":
+		return "qemu-system-x86_64", nil
+	case "arm64":
+		return "qemu-system-aarch64", nil
+	}
+	return "", fmt.Errorf("no QEMU for guest architecture %q", arch)
+}
+
+// Args builds QEMU's command line. It is a pure function of the config and the chosen
+// accelerator so every mapping is unit-tested.
+func Args(c vm.Config, accel string) ([]string, error) {
+	if len(c.NICs) > 1 {
+		return nil, fmt.Errorf("more than one NIC: %w", vm.ErrUnsupported)
+	}
+	if c.Agent.SerialName == "" {
+		// vhost-vsock needs /dev/vhost-vsock on the host; the serial port works everywhere.
+		return nil, fmt.Errorf("qemu driver needs a virtio-serial agent channel: %w", vm.ErrUnsupported)
+	}
+	a := []string{
+		"-name", "berth-" + c.Name,
+		"-nodefaults", "-nographic", "-no-reboot", "-no-user-config",
+		"-smp", strconv.Itoa(c.CPUs),
+		"-m", strconv.FormatUint(c.MemoryMiB, 10),
+	}
+	console := "ttyS0"
+	switch c.Arch {
+	case "amd64":
+		// q35 boots reliably under TCG; microvm can hang calibrating the TSC there.
+		a = append(a, "-machine", "q35")
+	case "arm64":
+		a = append(a, "-machine", "virt")
+		console = "ttyAMA0"
+	default:
+		return nil, fmt.Errorf("unsupported guest architecture %q", c.Arch)
+	}
+	switch accel {
+	case "tcg":
+		// One host thread per vCPU instead of one for all.
+		a = append(a, "-accel", "tcg,thread=multi", "-cpu", "max")
+	case "kvm", "hvf":
+		a = append(a, "-accel", accel, "-cpu", "host")
+	case "whpx":
+		a = append(a, "-accel", "whpx", "-cpu", "max")
+	default:
+		return nil, fmt.Errorf("unknown accelerator %q", accel)
+	}
+	cmdline := strings.TrimSpace("console=" + console + " " + c.CmdLine)
+	a = append(a, "-kernel", c.Kernel, "-initrd", c.Initrd, "-append", cmdline)
+
+	a = append(a,
+		"-chardev", "file,id=console,path="+c.ConsoleLog,
+		"-serial", "chardev:console",
+		"-qmp", "unix:"+filepath.Join(c.RuntimeDir, qmpSocket)+",server=on,wait=off",
+		"-device", "virtio-rng-pci",
+	)
+	for i, d := range c.Disks {
+		id := fmt.Sprintf("disk%d", i)
+		drive := "if=none,id=" + id + ",format=raw,file=" + escapeComma(d.Path)
+		if d.ReadOnly {
+			drive += ",readonly=on"
+		} else {
+			// Free space in the sparse image when the guest trims.
+			drive += ",discard=unmap"
+		}
+		dev := "virtio-blk-pci,drive=" + id
+		if d.ID != "" {
+			dev += ",serial=" + d.ID
+		}
+		a = append(a, "-drive", drive, "-device", dev)
+	}
+	for _, n := range c.NICs {
+		a = append(a,
+			"-netdev", fmt.Sprintf("dgram,id=net0,local.type=fd,local.str=%d", netFD),
+			"-device", "virtio-net-pci,netdev=net0,mac="+n.MAC)
+	}
+	a = append(a,
+		"-device", "virtio-serial-pci",
+		"-chardev", "socket,id=agent,path="+filepath.Join(c.RuntimeDir, agentSocket)+",server=on,wait=off",
+		"-device", "virtserialport,chardev=agent,name="+c.Agent.SerialName,
+	)
+	for i, s := range c.Shares {
+		ro := ""
+		if s.ReadOnly {
+			ro = ",readonly=on"
+		}
+		a = append(a, "-fsdev", fmt.Sprintf("local,id=fs%d,path=%s,security_model=none%s", i, escapeComma(s.HostPath), ro),
+			"-device", fmt.Sprintf("virtio-9p-pci,fsdev=fs%d,mount_tag=%s", i, s.Tag))
+	}
+	return a, nil
+}
+
+// escapeComma doubles commas, QEMU's escape inside option values.
+func escapeComma(s string) string { return strings.ReplaceAll(s, ",", ",,") }
