@@ -77,8 +77,9 @@ type Driver interface {
 	// Start boots the VM and returns a channel that receives exactly one value when the VM
 	// exits: nil for a clean poweroff, an error otherwise. Start does not wait for the guest.
 	Start(ctx context.Context) (<-chan error, error)
-	// Stop asks the guest to power off; with force it kills the VM at once. It returns when
-	// the request has been delivered, not when the VM is gone: wait on Start's channel.
+	// Stop asks the guest to power off; with force it kills the VM at once. A driver may wait
+	// for the guest within ctx (and force it when ctx ends); callers still learn that the VM
+	// is gone from Start's channel.
 	Stop(ctx context.Context, force bool) error
 	// DialAgent opens the byte stream to berth-agent. Over virtio-serial there is one such
 	// stream for the VM's life; callers multiplex it.

@@ -135,16 +135,21 @@ func (d *Daemon) run(ctx context.Context) error {
 	}
 
 	netCfg := netproxy.DefaultConfig()
-	network, err := netproxy.New(netCfg, d.log.With("component", "netproxy"))
-	if err != nil {
-		return fmt.Errorf("failed to start the network: %w", err)
+	var nics []vm.NIC
+	if platformNetwork {
+		network, err := netproxy.New(netCfg, d.log.With("component", "netproxy"))
+		if err != nil {
+			return fmt.Errorf("failed to start the network: %w", err)
+		}
+		defer network.Close()
+		// The VM's end stays open until the VM is gone: vz reads it for the VM's life.
+		nicFile, err := network.AttachDatagram(ctx)
+		if err != nil {
+			return fmt.Errorf("failed to attach the network: %w", err)
+		}
+		defer nicFile.Close()
+		nics = []vm.NIC{{MAC: netCfg.GuestMAC, Conn: nicFile}}
 	}
-	defer network.Close()
-	nicFile, err := network.AttachDatagram(ctx)
-	if err != nil {
-		return fmt.Errorf("failed to attach the network: %w", err)
-	}
-	defer nicFile.Close()
 
 	vmCfg := vm.Config{
 		Name:      d.inst.Name,
@@ -158,7 +163,7 @@ func (d *Daemon) run(ctx context.Context) error {
 			{Path: img.Root, ReadOnly: true, ID: "berth-root"},
 			{Path: d.inst.Path(store.DataDisk), ID: "berth-data"},
 		},
-		NICs:       []vm.NIC{{MAC: netCfg.GuestMAC, Conn: nicFile}},
+		NICs:       nics,
 		Agent:      vm.AgentChannel{VsockPort: proto.VsockPort, SerialName: proto.SerialName},
 		ConsoleLog: d.inst.Path(store.ConsoleLog),
 		RuntimeDir: runDir,

@@ -1,0 +1,104 @@
+# berth — build, test and run. `make help` lists the targets.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO          ?= go
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+OUT         := _output
+BIN         := $(OUT)/bin
+IMAGE_OUT   := $(OUT)/image
+HOST_ARCH   := $(shell $(GO) env GOARCH)
+# Every guest architecture is built; Apple Silicon Macs boot the arm64 one.
+IMAGE_ARCHES ?= amd64 arm64
+BERTH_HOME  ?= $(HOME)/.berth
+LDFLAGS     := -s -w -X main.version=$(VERSION) -X github.com/berth-dev/berth/guestagent.Version=$(VERSION)
+E2E_TIMEOUT ?= 75m
+
+# Debian packages the build and the tests need (installed by `make deps` when missing).
+DEB_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils e2fsprogs cpio kmod busybox-static iproute2 curl
+
+.PHONY: help deps build agents image install-image run test test-unit test-e2e bench lint cross typecheck-darwin clean
+
+help: ## show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+deps: ## install the Debian packages and Go modules the build needs (as root)
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then echo "missing packages: $$missing — run: sudo apt-get install $$missing" >&2; exit 1; fi; \
+	  echo "installing: $$missing"; \
+	  apt-get update -q >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	fi
+	$(GO) mod download
+
+build: ## build berth for this machine and berth-agent for every guest architecture
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./cmd/berth
+	@$(MAKE) --no-print-directory agents
+
+agents:
+	@for a in $(IMAGE_ARCHES); do \
+	  mkdir -p $(BIN)/linux_$$a; \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux_$$a/berth-agent ./cmd/berth-agent; \
+	done
+
+image: deps agents ## build (or reuse) the guest images under _output/image/<arch>
+	@for a in $(IMAGE_ARCHES); do \
+	  installer/image/build.sh --arch $$a --agent $(BIN)/linux_$$a/berth-agent --out $(IMAGE_OUT)/$$a; \
+	done
+
+install-image: image ## copy the guest images to ~/.berth/_images
+	@for a in $(IMAGE_ARCHES); do \
+	  mkdir -p $(BERTH_HOME)/_images/$$a; \
+	  cp -u $(IMAGE_OUT)/$$a/* $(BERTH_HOME)/_images/$$a/; \
+	done
+
+run: deps build install-image ## build everything and start the default instance
+	$(BIN)/berth start
+
+test: ## all tests: unit, cross-builds, darwin type-check, and the end-to-end suite (boots VMs)
+	@$(MAKE) --no-print-directory deps
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory cross
+	@$(MAKE) --no-print-directory typecheck-darwin
+	@$(MAKE) --no-print-directory test-e2e
+
+test-unit: ## go vet and the unit tests (no VM)
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+test-e2e: deps build image ## end-to-end suite: real VMs, the real docker CLI
+	BERTH_BIN=$(abspath $(BIN)/berth) BERTH_IMAGES=$(abspath $(IMAGE_OUT)) \
+	  test/run-e2e.sh $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) ./test/e2e/
+
+bench: deps build image ## start-up phases vs a bare kernel boot, as ratios
+	BERTH_BIN=$(abspath $(BIN)/berth) BERTH_IMAGES=$(abspath $(IMAGE_OUT)) \
+	  test/run-e2e.sh $(GO) test -tags e2e -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/e2e/
+
+lint: ## gofmt and go vet for every shipped platform
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
+	$(GO) vet ./...
+	GOOS=windows $(GO) vet ./...
+	GOOS=darwin CGO_ENABLED=0 $(GO) vet ./...
+
+CROSS_BERTH := darwin/amd64 darwin/arm64 windows/amd64 linux/amd64 linux/arm64
+CROSS_AGENT := linux/amd64 linux/arm64
+
+cross: ## build berth for every shipped platform (darwin without cgo) and the agent for each guest
+	@for p in $(CROSS_BERTH); do \
+	  os=$${p%/*}; arch=$${p#*/}; ext=; [ $$os = windows ] && ext=.exe; \
+	  echo "berth $$os/$$arch"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT)/cross/$$os-$$arch/berth$$ext ./cmd/berth; \
+	done
+	@for p in $(CROSS_AGENT); do \
+	  os=$${p%/*}; arch=$${p#*/}; echo "berth-agent $$os/$$arch"; \
+	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT)/cross/$$os-$$arch/berth-agent ./cmd/berth-agent; \
+	done
+
+typecheck-darwin: ## type-check every darwin file (vm/vz included) against the real Code-Hex/vz source
+	$(GO) run ./installer/typecheck ./...
+
+clean: ## remove build outputs (the image download cache too)
+	rm -rf $(OUT)

@@ -1,0 +1,106 @@
+package guestagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/mdlayher/vsock"
+)
+
+// RunServe is the agent's main loop after boot: it starts the engine and serves the host
+// over every channel the VM has (vsock and/or the virtio-serial port) until SIGTERM.
+func RunServe(log *slog.Logger) error {
+	boot, err := ReadBootInfo(BootInfoPath)
+	if err != nil {
+		log.Warn("no boot info; serving anyway", "err", err)
+	}
+	eng := DefaultEngine(log.With("component", "engine"), HostGatewayIP)
+	srv := NewServer(ServeOptions{
+		Engine:   eng,
+		Logs:     map[string]string{"agent": AgentLogPath, "engine": eng.LogPath},
+		PowerOff: PowerOff,
+	}, boot, log)
+	if err := eng.Start(); err != nil {
+		log.Error("engine failed to start", "err", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		<-sigc
+		srv.Shutdown()
+		cancel()
+	}()
+
+	served := 0
+	if ln, err := vsock.Listen(proto.VsockPort, nil); err == nil {
+		served++
+		log.Info("listening on vsock", "port", proto.VsockPort)
+		go func() {
+			if err := srv.ServeListener(ctx, ln); err != nil && ctx.Err() == nil {
+				log.Error("vsock listener failed", "err", err)
+			}
+		}()
+	} else {
+		log.Info("no vsock", "err", err)
+	}
+	if dev, err := FindSerialPort("/sys/class/virtio-ports", proto.SerialName); err == nil {
+		served++
+		log.Info("serving virtio-serial port", "dev", dev)
+		go serveSerial(ctx, srv, dev, log)
+	} else {
+		log.Info("no virtio-serial agent port", "err", err)
+	}
+	if served == 0 {
+		return errors.New("no agent channel: neither vsock nor the virtio-serial port is present")
+	}
+	<-ctx.Done()
+	return nil
+}
+
+// serveSerial serves the virtio-serial port. The port is one byte stream for the VM's life;
+// when the host side disconnects, reads return EOF until it reconnects, so the session is
+// restarted after a short pause.
+func serveSerial(ctx context.Context, srv *Server, dev string, log *slog.Logger) {
+	for ctx.Err() == nil {
+		f, err := os.OpenFile(dev, os.O_RDWR, 0)
+		if err != nil {
+			log.Error("failed to open agent port", "dev", dev, "err", err)
+			time.Sleep(time.Second)
+			continue
+		}
+		err = srv.ServeConn(ctx, f)
+		f.Close()
+		if ctx.Err() == nil {
+			log.Debug("serial session ended", "err", err)
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+// FindSerialPort returns /dev/<port> for the virtio-serial port named name. Without udev
+// there are no /dev/virtio-ports/ links, so the name is read from sysfs.
+func FindSerialPort(sysDir, name string) (string, error) {
+	entries, err := os.ReadDir(sysDir)
+	if err != nil {
+		return "", err
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(sysDir, e.Name(), "name"))
+		if err == nil && strings.TrimSpace(string(b)) == name {
+			return "/dev/" + e.Name(), nil
+		}
+	}
+	return "", fmt.Errorf("no virtio-serial port named %q under %s", name, sysDir)
+}

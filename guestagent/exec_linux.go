@@ -1,0 +1,176 @@
+package guestagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/creack/pty"
+	"github.com/hashicorp/yamux"
+)
+
+// exec runs a command for the host. Frames in: stdin, resize, stdin-close. Frames out:
+// stdout, stderr, and one exit frame last.
+func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *proto.ExecRequest) error {
+	if req == nil || len(req.Argv) == 0 {
+		return reply(st, errors.New("exec: empty command"))
+	}
+	cmd := exec.Command(req.Argv[0], req.Argv[1:]...)
+	cmd.Dir = req.Dir
+	if cmd.Dir == "" {
+		cmd.Dir = "/root"
+	}
+	cmd.Env = append([]string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/root",
+		"TERM=xterm-256color",
+	}, req.Env...)
+
+	var w frameWriter
+	w.w = st
+	var stdin io.WriteCloser
+	var ptmx *os.File
+	var outputs sync.WaitGroup
+	if req.TTY {
+		ws := &pty.Winsize{Rows: req.Rows, Cols: req.Cols}
+		if ws.Rows == 0 || ws.Cols == 0 {
+			ws.Rows, ws.Cols = 24, 80
+		}
+		f, err := pty.StartWithAttrs(cmd, ws, &syscall.SysProcAttr{Setsid: true, Setctty: true})
+		if err != nil {
+			return reply(st, fmt.Errorf("exec %s: %w", req.Argv[0], err))
+		}
+		ptmx, stdin = f, f
+		if err := reply(st, nil); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			f.Close()
+			return err
+		}
+		outputs.Add(1)
+		go func() { defer outputs.Done(); w.copyFrom(proto.FrameStdout, f) }()
+	} else {
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return reply(st, err)
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return reply(st, err)
+		}
+		errp, err := cmd.StderrPipe()
+		if err != nil {
+			return reply(st, err)
+		}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+		if err := cmd.Start(); err != nil {
+			return reply(st, fmt.Errorf("exec %s: %w", req.Argv[0], err))
+		}
+		stdin = in
+		if err := reply(st, nil); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return err
+		}
+		outputs.Add(2)
+		go func() { defer outputs.Done(); w.copyFrom(proto.FrameStdout, out) }()
+		go func() { defer outputs.Done(); w.copyFrom(proto.FrameStderr, errp) }()
+	}
+
+	// Input from the host. The stream ending without an exit means the host went away:
+	// the process gets a hangup, as a terminal user's shell would.
+	go func() {
+		for {
+			kind, payload, err := proto.ReadFrame(st)
+			if err != nil {
+				if cmd.Process != nil {
+					cmd.Process.Signal(syscall.SIGHUP)
+				}
+				return
+			}
+			switch kind {
+			case proto.FrameStdin:
+				stdin.Write(payload)
+			case proto.FrameStdinClose:
+				if ptmx == nil {
+					stdin.Close()
+				} else {
+					// A terminal has no half-close; EOT ends the line discipline's input.
+					ptmx.Write([]byte{4})
+				}
+			case proto.FrameResize:
+				if rows, cols, err := proto.ParseResize(payload); err == nil && ptmx != nil {
+					pty.Setsize(ptmx, &pty.Winsize{Rows: rows, Cols: cols})
+				}
+			}
+		}
+	}()
+
+	var code int
+	if ptmx != nil {
+		// With a pty the output ends (EIO) only when every holder of the slave side is
+		// gone; wait for the process first, then drain.
+		// A background job that keeps the terminal open must not hold the session, so the
+		// drain is bounded.
+		code = exitCode(cmd.Wait())
+		drained := make(chan struct{})
+		go func() { outputs.Wait(); close(drained) }()
+		select {
+		case <-drained:
+		case <-time.After(2 * time.Second):
+		}
+		ptmx.Close()
+	} else {
+		outputs.Wait()
+		code = exitCode(cmd.Wait())
+	}
+	return w.frame(proto.FrameExit, proto.ExitPayload(code))
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal())
+		}
+		return ee.ExitCode()
+	}
+	return 127
+}
+
+// frameWriter serialises frames from several goroutines onto one stream.
+type frameWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (f *frameWriter) frame(kind byte, p []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return proto.WriteFrame(f.w, kind, p)
+}
+
+func (f *frameWriter) copyFrom(kind byte, r io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if f.frame(kind, buf[:n]) != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}

@@ -1,0 +1,265 @@
+package guestagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/hashicorp/yamux"
+)
+
+// Version of the agent, set at build time.
+var Version = "dev"
+
+// ServeOptions configure the serve process.
+type ServeOptions struct {
+	// DockerSocket is the engine socket in the guest.
+	DockerSocket string
+	// Engine supervises containerd and dockerd; nil serves without an engine (tests).
+	Engine *Engine
+	// Logs maps a log name ("agent", "engine") to its file.
+	Logs map[string]string
+	// PowerOff is called after a shutdown request has stopped the engine.
+	PowerOff func()
+}
+
+// Server answers host streams.
+type Server struct {
+	opts ServeOptions
+	log  *slog.Logger
+	boot *BootInfo
+	// shutdownOnce guards the shutdown sequence, which may be asked for by the host and
+	// by a signal at the same time.
+	shutdownOnce sync.Once
+}
+
+// NewServer returns a server; boot may be nil when not running as the VM's init.
+func NewServer(opts ServeOptions, boot *BootInfo, log *slog.Logger) *Server {
+	if opts.DockerSocket == "" {
+		opts.DockerSocket = "/run/docker.sock"
+	}
+	return &Server{opts: opts, log: log, boot: boot}
+}
+
+// ServeConn runs one yamux session over conn (a vsock connection or the virtio-serial port)
+// until it breaks.
+func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
+	sess, err := yamux.Server(conn, proto.YamuxConfig())
+	if err != nil {
+		return fmt.Errorf("failed to start session: %w", err)
+	}
+	defer sess.Close()
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-sess.CloseChan():
+		}
+		sess.Close()
+	}()
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("session ended: %w", err)
+		}
+		go s.handle(ctx, st)
+	}
+}
+
+// ServeListener accepts connections (vsock) and serves each as its own session.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	go func() { <-ctx.Done(); ln.Close() }()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("failed to accept: %w", err)
+		}
+		go func() {
+			if err := s.ServeConn(ctx, c); err != nil && ctx.Err() == nil {
+				s.log.Info("agent session ended", "remote", c.RemoteAddr(), "err", err)
+			}
+		}()
+	}
+}
+
+func (s *Server) handle(ctx context.Context, st *yamux.Stream) {
+	defer st.Close()
+	var req proto.Request
+	if err := proto.ReadJSONLine(st, &req); err != nil {
+		s.log.Warn("bad stream header", "err", err)
+		return
+	}
+	var err error
+	switch req.Type {
+	case proto.TypeInfo:
+		err = proto.WriteJSONLine(st, proto.Response{Info: s.Info(ctx)})
+	case proto.TypeTime:
+		err = s.setTime(req.TimeUnixNano)
+		err = reply(st, err)
+	case proto.TypeShutdown:
+		_ = reply(st, nil)
+		s.Shutdown()
+	case proto.TypeDocker:
+		err = s.docker(ctx, st)
+	case proto.TypeExec:
+		err = s.exec(ctx, st, req.Exec)
+	case proto.TypeEvents:
+		err = s.events(ctx, st)
+	case proto.TypeLogs:
+		err = s.logs(ctx, st, req.Log, req.Follow)
+	default:
+		err = reply(st, fmt.Errorf("unknown request type %q", req.Type))
+	}
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, context.Canceled) {
+		s.log.Debug("stream ended", "type", req.Type, "err", err)
+	}
+}
+
+func reply(w io.Writer, err error) error {
+	r := proto.Response{}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	if werr := proto.WriteJSONLine(w, r); werr != nil {
+		return werr
+	}
+	return err
+}
+
+// Info reports the guest's state.
+func (s *Server) Info(ctx context.Context) *proto.Info {
+	in := &proto.Info{
+		ProtocolVersion: proto.Version,
+		AgentVersion:    Version,
+		Arch:            runtime.GOARCH,
+		Kernel:          kernelRelease(),
+		Uptime:          uptime(),
+		Engine:          proto.EngineStopped,
+	}
+	if s.boot != nil {
+		in.KernelBoot = s.boot.KernelBoot
+		in.IP = s.boot.IP
+	}
+	if s.opts.Engine != nil {
+		in.Engine = s.opts.Engine.State()
+		in.EngineVersion = s.opts.Engine.Version()
+	}
+	in.DataDisk = diskUsage("/var/lib/berth")
+	return in
+}
+
+// Shutdown stops the engine gracefully and powers off. It runs once.
+func (s *Server) Shutdown() {
+	s.shutdownOnce.Do(func() {
+		s.log.Info("shutdown requested")
+		if s.opts.Engine != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			s.opts.Engine.Stop(ctx)
+			cancel()
+		}
+		if s.opts.PowerOff != nil {
+			s.opts.PowerOff()
+		}
+	})
+}
+
+// docker pipes the stream to the engine socket. Each direction ends with a half-close so
+// `docker run -i` sees stdin EOF while its output keeps flowing.
+func (s *Server) docker(ctx context.Context, st *yamux.Stream) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "unix", s.opts.DockerSocket)
+	if err != nil {
+		return reply(st, fmt.Errorf("engine socket: %w", err))
+	}
+	if err := reply(st, nil); err != nil {
+		c.Close()
+		return err
+	}
+	return proto.Pipe(proto.HalfStream{Stream: st}, c.(*net.UnixConn))
+}
+
+func (s *Server) events(ctx context.Context, st *yamux.Stream) error {
+	if err := reply(st, nil); err != nil {
+		return err
+	}
+	if s.opts.Engine == nil {
+		<-ctx.Done()
+		return nil
+	}
+	ch, cancel := s.opts.Engine.Subscribe()
+	defer cancel()
+	// The stream's read side closes when the host goes away.
+	gone := make(chan struct{})
+	go func() { io.Copy(io.Discard, st); close(gone) }()
+	for {
+		select {
+		case ev := <-ch:
+			if err := proto.WriteJSONLine(st, ev); err != nil {
+				return err
+			}
+		case <-gone:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (s *Server) logs(ctx context.Context, st *yamux.Stream, name string, follow bool) error {
+	path, ok := s.opts.Logs[name]
+	if !ok {
+		return reply(st, fmt.Errorf("unknown log %q (have: %s)", name, strings.Join(keys(s.opts.Logs), ", ")))
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return reply(st, err)
+	}
+	defer f.Close()
+	if err := reply(st, nil); err != nil {
+		return err
+	}
+	gone := make(chan struct{})
+	go func() { io.Copy(io.Discard, st); close(gone) }()
+	return copyFollow(ctx, st, f, follow, gone)
+}
+
+// copyFollow copies f to w and, when following, keeps copying what is appended.
+func copyFollow(ctx context.Context, w io.Writer, f *os.File, follow bool, gone <-chan struct{}) error {
+	for {
+		if _, err := io.Copy(w, f); err != nil {
+			return err
+		}
+		if !follow {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-gone:
+			return nil
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func keys(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}

@@ -1,0 +1,32 @@
+//go:build !linux
+
+package guestagent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"syscall"
+	"time"
+
+	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/hashicorp/yamux"
+)
+
+// The agent runs only in a Linux guest; these keep the package compiling elsewhere so the
+// host's tests can share its code.
+
+var errNotLinux = errors.New("berth-agent runs only on linux")
+
+func kernelRelease() string                { return "" }
+func uptime() time.Duration                { return 0 }
+func diskUsage(string) (u proto.DiskUsage) { return u }
+func (s *Server) setTime(int64) error      { return errNotLinux }
+func (s *Server) exec(context.Context, *yamux.Stream, *proto.ExecRequest) error {
+	return errNotLinux
+}
+
+// RunServe is the guest serve loop; see channel_linux.go.
+func RunServe(log *slog.Logger) error { return errNotLinux }
+
+func daemonProcAttr() *syscall.SysProcAttr { return nil }

@@ -1,0 +1,23 @@
+//go:build !windows
+
+package daemon
+
+import (
+	"log/slog"
+
+	"github.com/berth-dev/berth/vm"
+	"github.com/berth-dev/berth/vm/qemu"
+	"github.com/berth-dev/berth/vm/vz"
+)
+
+// platformNetwork: every driver here attaches the guest NIC to netproxy.
+const platformNetwork = true
+
+// newPlatformDriver picks Virtualization.framework on macOS (unless the user forced a QEMU
+// accelerator) and QEMU everywhere else.
+func newPlatformDriver(cfg vm.Config, log *slog.Logger) (vm.Driver, error) {
+	if useVZ(cfg) {
+		return vz.New(cfg, log)
+	}
+	return qemu.New(cfg, log)
+}
