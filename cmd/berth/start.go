@@ -70,7 +70,7 @@ func startAction(cmd *cobra.Command, args []string) error {
 	fmt.Fprintf(out, "Starting %q: %d CPUs, %d GiB memory, %d GiB disk, %s\n", name, cfg.CPUs, cfg.Memory, cfg.Disk, cfg.Arch)
 	t0 := time.Now()
 	err = instance.Start(cmd.Context(), inst, func(ev api.Event) {
-		if ev.Phase != "" && ev.State == api.StateStarting {
+		if ev.Phase != "" && ev.State == api.StateStarting && ev.Done {
 			fmt.Fprintf(out, "  [%5.1fs] %-8s %s\n", time.Since(t0).Seconds(), ev.Phase, ev.Message)
 		}
 	})

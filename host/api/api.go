@@ -59,6 +59,8 @@ type Event struct {
 	Phase   string    `json:"phase,omitempty"`
 	Message string    `json:"message,omitempty"`
 	Error   string    `json:"error,omitempty"`
+	// Done marks the completion of Phase (otherwise the event starts it).
+	Done bool `json:"done,omitempty"`
 }
 
 // StopRequest is POST /v1/stop.

@@ -34,6 +34,7 @@ type Daemon struct {
 	mu        sync.Mutex
 	status    api.Status
 	subs      map[chan api.Event]struct{}
+	history   []api.Event // this run's events, replayed to each new subscriber
 	agent     *agentClient
 	driver    vm.Driver
 	startedAt time.Time
@@ -87,6 +88,7 @@ func Run(ctx context.Context, inst *store.Instance, log *slog.Logger) error {
 	go srv.Serve(peerCredListener(ctl, log))
 	defer srv.Close()
 
+	d.publish(api.Event{State: api.StateStarting})
 	runErr := d.run(ctx)
 	final := api.StateStopped
 	if runErr != nil {
@@ -180,7 +182,7 @@ func (d *Daemon) run(ctx context.Context) error {
 		d.status.Accel = a.Accel()
 		d.mu.Unlock()
 	}
-	d.phaseDone(api.PhasePrepare)
+	d.phaseDone(api.PhasePrepare, "image and disks ready")
 
 	d.phaseStart(api.PhaseKernel, "booting the VM")
 	exit, err := drv.Start(ctx)
@@ -259,7 +261,9 @@ func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit <-chan error) err
 	// The kernel's share is what the guest measured before running /init.
 	d.status.Phases = append(d.status.Phases, api.PhaseTiming{Phase: api.PhaseKernel, At: info.KernelBoot})
 	d.mu.Unlock()
-	d.phaseDone(api.PhaseAgent)
+	d.publish(api.Event{State: api.StateStarting, Phase: api.PhaseKernel, Done: true,
+		Message: fmt.Sprintf("Linux %s reached /init after %.1fs of guest uptime", info.Kernel, info.KernelBoot.Seconds())})
+	d.phaseDone(api.PhaseAgent, "guest agent "+info.AgentVersion+" up, IP "+info.IP)
 
 	d.phaseStart(api.PhaseEngine, "starting the Docker engine")
 	engineUp := make(chan error, 1)
@@ -279,7 +283,7 @@ func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit <-chan error) err
 		d.status.Guest = info
 		d.mu.Unlock()
 	}
-	d.phaseDone(api.PhaseEngine)
+	d.phaseDone(api.PhaseEngine, "Docker engine ready")
 
 	ln, err := listenUnix(d.inst.Path(store.DockerSock))
 	if err != nil {
@@ -293,7 +297,7 @@ func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit <-chan error) err
 	if err := dockerctx.Ensure(ctxName, d.inst.Path(store.DockerSock), fmt.Sprintf("berth instance %q", d.inst.Name)); err != nil {
 		d.log.Warn("failed to write the docker context", "context", ctxName, "err", err)
 	}
-	d.phaseDone(api.PhaseSocket)
+	d.phaseDone(api.PhaseSocket, "docker socket and context ready")
 	d.setState(api.StateRunning, "", nil)
 	d.inst.WriteState(store.State{State: api.StateRunning, PID: os.Getpid(), StartedAt: d.startedAt})
 	return nil
@@ -473,12 +477,14 @@ func (d *Daemon) phaseStart(phase, msg string) {
 	d.publish(api.Event{State: api.StateStarting, Phase: phase, Message: msg})
 }
 
-// phaseDone records when a phase completed.
-func (d *Daemon) phaseDone(phase string) {
+// phaseDone records and announces when a phase completed.
+func (d *Daemon) phaseDone(phase, msg string) {
+	at := time.Since(d.startedAt)
 	d.mu.Lock()
-	d.status.Phases = append(d.status.Phases, api.PhaseTiming{Phase: phase, At: time.Since(d.startedAt)})
+	d.status.Phases = append(d.status.Phases, api.PhaseTiming{Phase: phase, At: at})
 	d.mu.Unlock()
-	d.log.Info("phase done", "phase", phase, "after", time.Since(d.startedAt).Round(time.Millisecond))
+	d.log.Info("phase done", "phase", phase, "after", at.Round(time.Millisecond))
+	d.publish(api.Event{State: api.StateStarting, Phase: phase, Message: msg, Done: true})
 }
 
 func (d *Daemon) setState(state, msg string, err error) {
@@ -496,6 +502,10 @@ func (d *Daemon) publish(ev api.Event) {
 	ev.Time = time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// A run has a few dozen events at most (phases and state changes).
+	if len(d.history) < 1000 {
+		d.history = append(d.history, ev)
+	}
 	for ch := range d.subs {
 		select {
 		case ch <- ev:
@@ -517,14 +527,16 @@ func (d *Daemon) Status() api.Status {
 	return s
 }
 
-// subscribe returns events from now on plus the current state as the first.
+// subscribe returns every event of this run so far, then the new ones, so a client that
+// connects late still sees each phase.
 func (d *Daemon) subscribe() (chan api.Event, func()) {
-	ch := make(chan api.Event, 64)
 	d.mu.Lock()
+	ch := make(chan api.Event, len(d.history)+64)
+	for _, ev := range d.history {
+		ch <- ev
+	}
 	d.subs[ch] = struct{}{}
-	cur := api.Event{Time: time.Now(), State: d.status.State, Phase: d.status.Phase, Error: d.status.Error}
 	d.mu.Unlock()
-	ch <- cur
 	return ch, func() {
 		d.mu.Lock()
 		delete(d.subs, ch)

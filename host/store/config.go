@@ -49,7 +49,16 @@ func ParseConfig(data []byte) (Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			// "line 2: field memroy not found in type store.Config" → without Go's type name.
+			msgs := make([]string, len(te.Errors))
+			for i, m := range te.Errors {
+				msgs[i] = strings.Replace(m, " in type store.Config", "", 1)
+			}
+			return c, errors.New(strings.Join(msgs, "; "))
+		}
+		return c, errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	return c, c.Validate()
 }

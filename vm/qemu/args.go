@@ -97,7 +97,8 @@ func Args(c vm.Config, accel string) ([]string, error) {
 	for _, n := range c.NICs {
 		a = append(a,
 			"-netdev", fmt.Sprintf("dgram,id=net0,local.type=fd,local.str=%d", netFD),
-			"-device", "virtio-net-pci,netdev=net0,mac="+n.MAC)
+			// No option ROM: iPXE would only slow the firmware down; the kernel is loaded directly.
+			"-device", "virtio-net-pci,netdev=net0,romfile=,mac="+n.MAC)
 	}
 	a = append(a,
 		"-device", "virtio-serial-pci",

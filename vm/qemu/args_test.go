@@ -36,7 +36,7 @@ func TestArgs(t *testing.T) {
 			"-append console=ttyS0 quiet",
 			"-drive if=none,id=disk0,format=raw,file=/img/root.img,readonly=on -device virtio-blk-pci,drive=disk0,serial=berth-root",
 			"file=/home/u/.berth/default/data,,1.img,discard=unmap",
-			"-netdev dgram,id=net0,local.type=fd,local.str=3 -device virtio-net-pci,netdev=net0,mac=5a:94:ef:e4:0c:ee",
+			"-netdev dgram,id=net0,local.type=fd,local.str=3 -device virtio-net-pci,netdev=net0,romfile=,mac=5a:94:ef:e4:0c:ee",
 			"socket,id=agent,path=/home/u/.berth/default/run/agent.sock,server=on,wait=off",
 			"virtserialport,chardev=agent,name=io.berth.agent",
 			"-qmp unix:/home/u/.berth/default/run/qmp.sock,server=on,wait=off",
