@@ -153,7 +153,7 @@ func boot(log *slog.Logger) (*BootInfo, error) {
 	step("data disk mounted")
 
 	bi.IP = <-netDone
-	step("network configured", "ip", bi.IP)
+	step("network ready", "ip", bi.IP)
 
 	if up, err := readUptime(); err == nil {
 		bi.BootDone = up

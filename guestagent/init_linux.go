@@ -187,7 +187,9 @@ func (s *supervisor) run() {
 }
 
 func (s *supervisor) startServe() {
+	// /proc/self/exe still execs the agent after the initramfs it came from is gone.
 	cmd := exec.Command("/proc/self/exe", "serve")
+	cmd.Args[0] = "berth-agent"
 	cmd.Stdout, cmd.Stderr = s.out, s.out
 	cmd.Env = s.env
 	cmd.Dir = "/"
@@ -244,8 +246,12 @@ func (s *supervisor) reapAll() (none bool) {
 }
 
 func (s *supervisor) serveExited(ws unix.WaitStatus) {
-	s.log.Error("serve process exited", "pid", s.serve.Pid, "status", waitStatusString(ws),
-		"ran", time.Since(s.started).Round(time.Millisecond))
+	level := slog.LevelError
+	if s.stopping {
+		level = slog.LevelInfo
+	}
+	s.log.Log(context.Background(), level, "serve process exited", "pid", s.serve.Pid,
+		"status", waitStatusString(ws), "ran", time.Since(s.started).Round(time.Millisecond))
 	_ = s.serve.Release()
 	s.serve = nil
 	if !s.stopping {
@@ -258,7 +264,7 @@ func waitStatusString(ws unix.WaitStatus) string {
 	case ws.Exited():
 		return "exit " + strconv.Itoa(ws.ExitStatus())
 	case ws.Signaled():
-		return "killed by " + ws.Signal().String()
+		return "killed by " + unix.SignalName(ws.Signal())
 	}
 	return fmt.Sprintf("%#x", uint32(ws))
 }

@@ -396,6 +396,10 @@ fixup_rootfs() {
 		ln -sfn xtables-nft-multi "$r/usr/sbin/$f"
 	done
 
+	# /bin/sh is dash's, set up by its maintainer scripts, and dash is not in the closure:
+	# bash stands in, so `sh -c` (berth shell, scripts) works.
+	[ -e "$r/usr/bin/sh" ] || ln -sfn bash "$r/usr/bin/sh"
+
 	# Directories the guest mounts over or writes into (the agent mounts tmpfs/data disk there).
 	mkdir -p "$r"/{proc,sys,dev,run,tmp,mnt,root,etc/docker,var/lib/docker,var/lib/containerd,var/tmp}
 	chmod 1777 "$r/tmp" "$r/var/tmp"

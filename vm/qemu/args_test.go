@@ -42,7 +42,7 @@ func TestArgs(t *testing.T) {
 			"-qmp unix:/home/u/.berth/default/run/qmp.sock,server=on,wait=off",
 			"-no-reboot",
 		}},
-		{name: "arm64", cfg: func() vm.Config { return baseConfig("arm64") }, accel: "tcg", want: []string{"-machine virt", "console=ttyAMA0"}},
+		{name: "arm64", cfg: func() vm.Config { return baseConfig("arm64") }, accel: "tcg", want: []string{"-machine virt", "console=ttyAMA0", "-cpu max,pauth-impdef=on"}},
 		{name: "kvm", cfg: func() vm.Config { return baseConfig("amd64") }, accel: "kvm", want: []string{"-accel kvm -cpu host"}},
 		{name: "share", cfg: func() vm.Config {
 			c := baseConfig("amd64")
