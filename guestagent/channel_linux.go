@@ -24,7 +24,13 @@ func RunServe(log *slog.Logger) error {
 		log.Warn("no boot info; serving anyway", "err", err)
 	}
 	eng := DefaultEngine(log.With("component", "engine"), HostGatewayIP)
+	policy := ListenersPublic
+	if cl, err := ReadCmdline(); err == nil && cl["berth.listeners"] != "" {
+		policy = cl["berth.listeners"]
+	}
+	ports := &PortWatcher{DockerSocket: eng.Socket, Listeners: policy, Log: log.With("component", "ports")}
 	srv := NewServer(ServeOptions{
+		Ports:    ports,
 		Engine:   eng,
 		Logs:     map[string]string{"agent": AgentLogPath, "engine": eng.LogPath},
 		PowerOff: PowerOff,
@@ -35,6 +41,7 @@ func RunServe(log *slog.Logger) error {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	go ports.Run(ctx)
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
 	go func() {

@@ -147,30 +147,3 @@ func exitCode(err error) int {
 	}
 	return 127
 }
-
-// frameWriter serialises frames from several goroutines onto one stream.
-type frameWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (f *frameWriter) frame(kind byte, p []byte) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return proto.WriteFrame(f.w, kind, p)
-}
-
-func (f *frameWriter) copyFrom(kind byte, r io.Reader) {
-	buf := make([]byte, 32<<10)
-	for {
-		n, err := r.Read(buf)
-		if n > 0 {
-			if f.frame(kind, buf[:n]) != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}

@@ -30,6 +30,8 @@ type ServeOptions struct {
 	Logs map[string]string
 	// PowerOff is called after a shutdown request has stopped the engine.
 	PowerOff func()
+	// Ports reports the ports to forward; nil serves an empty list.
+	Ports *PortWatcher
 }
 
 // Server answers host streams.
@@ -121,6 +123,12 @@ func (s *Server) handle(ctx context.Context, st *yamux.Stream) {
 		err = s.events(ctx, st)
 	case proto.TypeLogs:
 		err = s.logs(ctx, st, req.Log, req.Follow)
+	case proto.TypePorts:
+		err = s.ports(ctx, st)
+	case proto.TypeForward:
+		err = s.forwardTCP(ctx, st, req.IP, req.Port)
+	case proto.TypeUDP:
+		err = s.forwardUDP(ctx, st, req.IP, req.Port)
 	default:
 		err = reply(st, fmt.Errorf("unknown request type %q", req.Type))
 	}
@@ -262,4 +270,111 @@ func keys(m map[string]string) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// ports writes the full port list now and on every change: a host that reconnects gets the
+// whole state, never just the events it missed.
+func (s *Server) ports(ctx context.Context, st *yamux.Stream) error {
+	if err := reply(st, nil); err != nil {
+		return err
+	}
+	if s.opts.Ports == nil {
+		return proto.WriteJSONLine(st, []proto.Port{})
+	}
+	ch, cancel := s.opts.Ports.Subscribe()
+	defer cancel()
+	gone := make(chan struct{})
+	go func() { io.Copy(io.Discard, st); close(gone) }()
+	for {
+		select {
+		case list := <-ch:
+			if err := proto.WriteJSONLine(st, list); err != nil {
+				return err
+			}
+		case <-gone:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// forwardTCP pipes a host connection to a port in the guest.
+func (s *Server) forwardTCP(ctx context.Context, st *yamux.Stream, ip string, port int) error {
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", guestDialAddr(ip, port))
+	if err != nil {
+		return reply(st, err)
+	}
+	if err := reply(st, nil); err != nil {
+		c.Close()
+		return err
+	}
+	return proto.Pipe(proto.HalfStream{Stream: st}, c.(*net.TCPConn))
+}
+
+// forwardUDP carries one host peer's datagrams: FrameStdin frames out to the guest port,
+// replies back as FrameStdout frames, until the host closes the stream.
+func (s *Server) forwardUDP(ctx context.Context, st *yamux.Stream, ip string, port int) error {
+	c, err := net.Dial("udp", guestDialAddr(ip, port))
+	if err != nil {
+		return reply(st, err)
+	}
+	defer c.Close()
+	if err := reply(st, nil); err != nil {
+		return err
+	}
+	w := &frameWriter{w: st}
+	go func() {
+		buf := make([]byte, 65535)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				// ICMP port unreachable: nobody listens yet; keep the session.
+				continue
+			}
+			if w.frame(proto.FrameStdout, buf[:n]) != nil {
+				return
+			}
+		}
+	}()
+	for {
+		kind, payload, err := proto.ReadFrame(st)
+		if err != nil {
+			return nil
+		}
+		if kind == proto.FrameStdin {
+			c.Write(payload)
+		}
+	}
+}
+
+// frameWriter serialises frames from several goroutines onto one stream.
+type frameWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (f *frameWriter) frame(kind byte, p []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return proto.WriteFrame(f.w, kind, p)
+}
+
+func (f *frameWriter) copyFrom(kind byte, r io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			if f.frame(kind, buf[:n]) != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }

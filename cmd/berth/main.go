@@ -41,6 +41,7 @@ func newRootCommand() *cobra.Command {
 		newListCommand(),
 		newDeleteCommand(),
 		newLogsCommand(),
+		newPortsCommand(),
 		newShellCommand(),
 		newVersionCommand(),
 		newHostdCommand(),

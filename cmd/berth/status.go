@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"os"
 	"text/tabwriter"
 	"time"
@@ -42,6 +44,15 @@ func newStatusCommand() *cobra.Command {
 					fmt.Fprintf(w, "Data disk:\t%.1f of %.1f GiB used\n", float64(g.DataDisk.Used)/(1<<30), float64(g.DataDisk.Total)/(1<<30))
 				}
 				fmt.Fprintf(w, "Docker socket:\t%s\nDocker context:\t%s\n", st.DockerSocket, st.DockerContext)
+				active := 0
+				for _, p := range st.Ports {
+					if p.State == "active" {
+						active++
+						continue
+					}
+					fmt.Fprintf(w, "Port failed:\t%s %s: %s\n", p.Proto, net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort)), p.Error)
+				}
+				fmt.Fprintf(w, "Ports:\t%d forwarded (berth ports)\n", active)
 			}
 			w.Flush()
 			if st.State != api.StateRunning {

@@ -46,6 +46,8 @@ type Request struct {
 	Exec         *ExecRequest `json:"exec,omitempty"`
 	Log          string       `json:"log,omitempty"`
 	Follow       bool         `json:"follow,omitempty"`
+	Port         int          `json:"port,omitempty"`
+	IP           string       `json:"ip,omitempty"` // guest address to dial for forward/udp
 }
 
 // Response answers a Request. A non-empty Error ends the stream.
@@ -236,3 +238,22 @@ func YamuxConfig() *yamux.Config {
 	c.LogOutput = io.Discard
 	return c
 }
+
+// Port forwarding (see docs/agent-protocol.md).
+const (
+	TypePorts   = "ports"   // the agent writes the full []Port list as one JSON line on every change
+	TypeForward = "forward" // raw TCP byte pipe to Request.Port in the guest (half-close kept)
+	TypeUDP     = "udp"     // framed datagrams (FrameStdin out, FrameStdout back) to Request.Port
+)
+
+// Port is one port the guest wants on the host.
+type Port struct {
+	Proto     string `json:"proto"`               // "tcp" or "udp"
+	HostIP    string `json:"hostIP"`              // the address asked for: "0.0.0.0", "::", "127.0.0.1", ...
+	Port      int    `json:"port"`                // the port on the host, and in the guest
+	Container string `json:"container,omitempty"` // container name; empty for a plain listener
+	Source    string `json:"source"`              // "container" or "listener"
+}
+
+// Key identifies a forward.
+func (p Port) Key() string { return fmt.Sprintf("%s/%s/%d", p.Proto, p.HostIP, p.Port) }

@@ -43,6 +43,7 @@ type Status struct {
 	DockerContext string        `json:"dockerContext"`
 	StartedAt     time.Time     `json:"startedAt,omitzero"`
 	Phases        []PhaseTiming `json:"phases,omitempty"`
+	Ports         []PortForward `json:"ports,omitempty"`
 	Guest         *proto.Info   `json:"guest,omitempty"`
 }
 
@@ -71,4 +72,17 @@ type StopRequest struct {
 // ErrorResponse is the body of every non-2xx answer.
 type ErrorResponse struct {
 	Error string `json:"error"`
+}
+
+// PortForward is one guest port on the host (GET /v1/ports).
+type PortForward struct {
+	Proto     string `json:"proto"`
+	HostIP    string `json:"hostIP"` // the host address bound
+	HostPort  int    `json:"hostPort"`
+	GuestIP   string `json:"guestIP"` // the address the container published (or the listener's)
+	GuestPort int    `json:"guestPort"`
+	Container string `json:"container,omitempty"`
+	Source    string `json:"source"`          // "container" or "listener"
+	State     string `json:"state"`           // "active" or "failed"
+	Error     string `json:"error,omitempty"` // why it failed, e.g. the host port is in use
 }

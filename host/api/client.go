@@ -156,3 +156,10 @@ func (c *Client) Exec(ctx context.Context, req proto.ExecRequest) (*ExecConn, er
 	}
 	return &ExecConn{Conn: conn, R: br}, nil
 }
+
+// Ports lists the forwarded ports.
+func (c *Client) Ports(ctx context.Context) ([]PortForward, error) {
+	var p []PortForward
+	err := c.do(ctx, http.MethodGet, "/v1/ports", nil, &p)
+	return p, err
+}

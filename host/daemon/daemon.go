@@ -40,6 +40,7 @@ type Daemon struct {
 	startedAt time.Time
 
 	dockerListener net.Listener
+	ports          *portManager
 
 	stopOnce sync.Once
 	stopReq  chan bool     // force flag
@@ -160,7 +161,7 @@ func (d *Daemon) run(ctx context.Context) error {
 		MemoryMiB: uint64(d.cfg.Memory) * 1024,
 		Kernel:    img.Kernel,
 		Initrd:    img.Initrd,
-		CmdLine:   "quiet panic=-1",
+		CmdLine:   "quiet panic=-1 berth.listeners=" + d.cfg.PortListeners,
 		Disks: []vm.Disk{
 			{Path: img.Root, ReadOnly: true, ID: "berth-root"},
 			{Path: d.inst.Path(store.DataDisk), ID: "berth-data"},
@@ -298,6 +299,21 @@ func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit <-chan error) err
 		d.log.Warn("failed to write the docker context", "context", ctxName, "err", err)
 	}
 	d.phaseDone(api.PhaseSocket, "docker socket and context ready")
+	pm := newPortManager(func() *agentClient { return agent }, d.cfg.PortBindAddress == "0.0.0.0",
+		d.log.With("component", "ports"), func(msg string, err error) {
+			d.mu.Lock()
+			state := d.status.State
+			d.mu.Unlock()
+			d.publish(api.Event{State: state, Message: msg, Error: errString(err)})
+		})
+	d.mu.Lock()
+	d.ports = pm
+	d.mu.Unlock()
+	go func() {
+		if err := pm.follow(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("port list stream ended", "err", err)
+		}
+	}()
 	d.setState(api.StateRunning, "", nil)
 	d.inst.WriteState(store.State{State: api.StateRunning, PID: os.Getpid(), StartedAt: d.startedAt})
 	return nil
@@ -433,7 +449,11 @@ func (d *Daemon) closeDocker() {
 	d.mu.Lock()
 	ln := d.dockerListener
 	d.dockerListener = nil
+	pm := d.ports
 	d.mu.Unlock()
+	if pm != nil {
+		pm.closeAll()
+	}
 	if ln != nil {
 		ln.Close()
 	}
@@ -517,8 +537,17 @@ func (d *Daemon) publish(ev api.Event) {
 // Status returns a snapshot.
 func (d *Daemon) Status() api.Status {
 	d.mu.Lock()
+	pm := d.ports
+	d.mu.Unlock()
+	var ports []api.PortForward
+	if pm != nil {
+		// Outside d.mu: the port manager takes its own lock and then publishes events.
+		ports = pm.list()
+	}
+	d.mu.Lock()
 	defer d.mu.Unlock()
 	s := d.status
+	s.Ports = ports
 	s.Phases = append([]api.PhaseTiming(nil), d.status.Phases...)
 	if d.status.Guest != nil {
 		g := *d.status.Guest

@@ -19,6 +19,16 @@ func (d *Daemon) apiServer() *http.Server {
 		writeJSON(w, http.StatusOK, d.Status())
 	})
 	mux.HandleFunc("GET /v1/events", d.handleEvents)
+	mux.HandleFunc("GET /v1/ports", func(w http.ResponseWriter, r *http.Request) {
+		ports := []api.PortForward{}
+		d.mu.Lock()
+		pm := d.ports
+		d.mu.Unlock()
+		if pm != nil {
+			ports = pm.list()
+		}
+		writeJSON(w, http.StatusOK, ports)
+	})
 	mux.HandleFunc("POST /v1/stop", d.handleStop)
 	mux.HandleFunc("POST /v1/exec", d.handleExec)
 	mux.HandleFunc("GET /v1/logs", d.handleLogs)

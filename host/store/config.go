@@ -25,17 +25,25 @@ type Config struct {
 	Images string `yaml:"images,omitempty"`
 	// BootTimeout bounds each wait of a start (agent up, engine ready), in seconds.
 	BootTimeout int `yaml:"bootTimeout"`
+	// PortBindAddress is where ports published on all addresses are bound on the host:
+	// 127.0.0.1 (default) or 0.0.0.0. See docs/ports.md.
+	PortBindAddress string `yaml:"portBindAddress"`
+	// PortListeners says which guest listeners that are not published container ports are
+	// forwarded: none, public (on 0.0.0.0 or ::; default) or all.
+	PortListeners string `yaml:"portListeners"`
 }
 
 // DefaultConfig is what a new instance gets.
 func DefaultConfig() Config {
 	return Config{
-		CPUs:        min(2, runtime.NumCPU()),
-		Memory:      2,
-		Disk:        64,
-		Arch:        runtime.GOARCH,
-		Accel:       "auto",
-		BootTimeout: 600,
+		CPUs:            min(2, runtime.NumCPU()),
+		Memory:          2,
+		Disk:            64,
+		Arch:            runtime.GOARCH,
+		Accel:           "auto",
+		BootTimeout:     600,
+		PortBindAddress: "127.0.0.1",
+		PortListeners:   "public",
 	}
 }
 
@@ -87,6 +95,16 @@ func (c Config) Validate() error {
 	}
 	if c.BootTimeout < 10 {
 		errs = append(errs, fmt.Errorf("bootTimeout: %d s is too short (at least 10)", c.BootTimeout))
+	}
+	switch c.PortBindAddress {
+	case "127.0.0.1", "0.0.0.0":
+	default:
+		errs = append(errs, fmt.Errorf("portBindAddress: %q is not 127.0.0.1 or 0.0.0.0", c.PortBindAddress))
+	}
+	switch c.PortListeners {
+	case "none", "public", "all":
+	default:
+		errs = append(errs, fmt.Errorf("portListeners: %q is not none, public or all", c.PortListeners))
 	}
 	return errors.Join(errs...)
 }

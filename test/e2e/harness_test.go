@@ -161,6 +161,10 @@ func writeBusyboxTar(bb, path string) error {
 	if err != nil {
 		return err
 	}
+	srv, err := buildTestsrv(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
 	list, err := exec.Command(bb, "--list").Output()
 	if err != nil {
 		return fmt.Errorf("busybox --list: %w", err)
@@ -186,8 +190,24 @@ func writeBusyboxTar(bb, path string) error {
 		}
 		tw.WriteHeader(&tar.Header{Name: "bin/" + applet, Typeflag: tar.TypeSymlink, Linkname: "busybox", Mode: 0o777})
 	}
+	tw.WriteHeader(&tar.Header{Name: "bin/testsrv", Mode: 0o755, Size: int64(len(srv))})
+	tw.Write(srv)
 	passwd := "root:x:0:0:root:/root:/bin/sh\n"
 	tw.WriteHeader(&tar.Header{Name: "etc/passwd", Mode: 0o644, Size: int64(len(passwd))})
 	tw.Write([]byte(passwd))
 	return tw.Close()
+}
+
+// buildTestsrv compiles the static test server for the guest's architecture.
+func buildTestsrv(dir string) ([]byte, error) {
+	out := filepath.Join(dir, "testsrv")
+	if b, err := os.ReadFile(out); err == nil {
+		return b, nil
+	}
+	cmd := exec.Command("go", "build", "-o", out, "./testsrv")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("build testsrv: %v: %s", err, b)
+	}
+	return os.ReadFile(out)
 }

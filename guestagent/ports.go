@@ -1,0 +1,313 @@
+package guestagent
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/guestagent/proto"
+)
+
+// Listener policies: which guest listeners that are not published container ports get
+// forwarded (`--network host` servers, a server started in `berth shell`).
+const (
+	ListenersNone   = "none"   // container ports only
+	ListenersPublic = "public" // also listeners on 0.0.0.0 / ::
+	ListenersAll    = "all"    // also loopback-only listeners
+)
+
+// PortWatcher keeps the list of ports the guest wants forwarded: published container ports
+// from the engine (its event stream triggers a re-list, so a port shows up as soon as the
+// container starts) plus, per policy, listening sockets found in /proc/net.
+type PortWatcher struct {
+	DockerSocket string
+	Listeners    string
+	Log          *slog.Logger
+	// ProcNet is /proc/net; a field so tests can point it at fixtures.
+	ProcNet string
+
+	mu        sync.Mutex
+	container []proto.Port
+	listeners []proto.Port
+	current   []proto.Port
+	subs      map[chan []proto.Port]struct{}
+}
+
+// Subscribe returns a channel that gets the full list now and after every change.
+func (w *PortWatcher) Subscribe() (<-chan []proto.Port, func()) {
+	ch := make(chan []proto.Port, 1)
+	w.mu.Lock()
+	if w.subs == nil {
+		w.subs = map[chan []proto.Port]struct{}{}
+	}
+	w.subs[ch] = struct{}{}
+	ch <- slices.Clone(w.current)
+	w.mu.Unlock()
+	return ch, func() {
+		w.mu.Lock()
+		delete(w.subs, ch)
+		w.mu.Unlock()
+	}
+}
+
+// Run follows the engine and the listeners until ctx ends.
+func (w *PortWatcher) Run(ctx context.Context) {
+	if w.ProcNet == "" {
+		w.ProcNet = "/proc/net"
+	}
+	go w.followEngine(ctx)
+	if w.Listeners == ListenersNone {
+		return
+	}
+	// The kernel has no notification for new listening sockets short of eBPF; a scan of
+	// /proc/net is a few microseconds of work.
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if ls, err := ScanListeners(w.ProcNet, w.Listeners == ListenersAll); err == nil {
+			w.update(nil, ls)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// followEngine re-lists containers whenever the engine reports a container event, and
+// reconnects when the engine restarts.
+func (w *PortWatcher) followEngine(ctx context.Context) {
+	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", w.DockerSocket)
+	}}}
+	filters := url.QueryEscape(`{"type":["container"]}`)
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/events?filters="+filters, nil)
+		resp, err := c.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			if resp != nil {
+				resp.Body.Close()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+			continue
+		}
+		// Subscribed first, listed second: no start can fall between the two.
+		w.relist(ctx, c)
+		dec := json.NewDecoder(resp.Body)
+		for {
+			var ev struct{ Action string }
+			if err := dec.Decode(&ev); err != nil {
+				break
+			}
+			switch strings.SplitN(ev.Action, ":", 2)[0] {
+			case "start", "die", "destroy", "pause", "unpause", "restart", "stop", "kill":
+				w.relist(ctx, c)
+			}
+		}
+		resp.Body.Close()
+	}
+}
+
+func (w *PortWatcher) relist(ctx context.Context, c *http.Client) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/containers/json", nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		w.Log.Warn("failed to list containers", "err", err)
+		return
+	}
+	defer resp.Body.Close()
+	var list []dockerContainer
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+		w.Log.Warn("failed to decode containers", "err", err)
+		return
+	}
+	w.update(ContainerPorts(list), nil)
+}
+
+type dockerContainer struct {
+	Names []string
+	Ports []struct {
+		IP          string
+		PrivatePort int
+		PublicPort  int
+		Type        string
+	}
+}
+
+// ContainerPorts turns the engine's container list into published ports.
+func ContainerPorts(list []dockerContainer) []proto.Port {
+	out := []proto.Port{}
+	for _, c := range list {
+		name := ""
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		for _, p := range c.Ports {
+			if p.PublicPort == 0 || (p.Type != "tcp" && p.Type != "udp") {
+				continue
+			}
+			ip := p.IP
+			if ip == "" {
+				ip = "0.0.0.0"
+			}
+			out = append(out, proto.Port{Proto: p.Type, HostIP: ip, Port: p.PublicPort, Container: name, Source: "container"})
+		}
+	}
+	return out
+}
+
+// update replaces one source's ports (nil keeps it) and publishes the merged list if it
+// changed. A listener on a published container port is the engine's proxy: the container
+// entry wins.
+func (w *PortWatcher) update(container, listeners []proto.Port) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if container != nil {
+		w.container = container
+	}
+	if listeners != nil {
+		w.listeners = listeners
+	}
+	taken := map[string]bool{}
+	merged := []proto.Port{}
+	for _, p := range w.container {
+		if !taken[p.Key()] {
+			taken[p.Key()] = true
+			taken[fmt.Sprintf("%s/%d", p.Proto, p.Port)] = true
+			merged = append(merged, p)
+		}
+	}
+	for _, p := range w.listeners {
+		if !taken[fmt.Sprintf("%s/%d", p.Proto, p.Port)] && !taken[p.Key()] {
+			taken[p.Key()] = true
+			merged = append(merged, p)
+		}
+	}
+	sort.Slice(merged, func(i, j int) bool { return merged[i].Key() < merged[j].Key() })
+	if slices.Equal(merged, w.current) {
+		return
+	}
+	w.current = merged
+	for ch := range w.subs {
+		// Only the latest list matters: replace an unread one.
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- slices.Clone(merged)
+	}
+}
+
+// ScanListeners reads /proc/net/{tcp,tcp6,udp,udp6} for listening sockets. Loopback-only
+// ones are included only with loopback.
+func ScanListeners(procNet string, loopback bool) ([]proto.Port, error) {
+	out := []proto.Port{}
+	seen := map[string]bool{}
+	for _, f := range []struct{ file, proto, state string }{
+		{"tcp", "tcp", "0A"}, {"tcp6", "tcp", "0A"}, {"udp", "udp", "07"}, {"udp6", "udp", "07"},
+	} {
+		fh, err := os.Open(procNet + "/" + f.file)
+		if err != nil {
+			continue
+		}
+		ports, err := parseProcNet(fh, f.proto, f.state, loopback)
+		fh.Close()
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range ports {
+			if !seen[p.Key()] {
+				seen[p.Key()] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out, nil
+}
+
+func parseProcNet(r io.Reader, protoName, listenState string, loopback bool) ([]proto.Port, error) {
+	var out []proto.Port
+	sc := bufio.NewScanner(r)
+	sc.Scan() // header
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 4 || f[3] != listenState {
+			continue
+		}
+		// Only unconnected UDP sockets are servers.
+		if protoName == "udp" && !strings.HasSuffix(f[2], ":0000") {
+			continue
+		}
+		ipHex, portHex, ok := strings.Cut(f[1], ":")
+		if !ok {
+			continue
+		}
+		port, err := strconv.ParseUint(portHex, 16, 16)
+		if err != nil || port == 0 {
+			continue
+		}
+		ip, err := parseProcIP(ipHex)
+		if err != nil {
+			return nil, err
+		}
+		if ip.IsLoopback() && !loopback {
+			continue
+		}
+		if !ip.IsLoopback() && !ip.IsUnspecified() {
+			continue // bound to one guest interface address: not a host-facing service
+		}
+		out = append(out, proto.Port{Proto: protoName, HostIP: ip.String(), Port: int(port), Source: "listener"})
+		// A wildcard IPv6 socket also takes IPv4 (net.ipv6.bindv6only is 0), which is how
+		// most servers listen: the host gets it on both families.
+		if ip.Equal(net.IPv6unspecified) {
+			out = append(out, proto.Port{Proto: protoName, HostIP: "0.0.0.0", Port: int(port), Source: "listener"})
+		} else if ip.Equal(net.IPv6loopback) {
+			out = append(out, proto.Port{Proto: protoName, HostIP: "127.0.0.1", Port: int(port), Source: "listener"})
+		}
+	}
+	return out, sc.Err()
+}
+
+// parseProcIP decodes /proc/net's hex address: 32-bit words in host (little-endian) order.
+func parseProcIP(s string) (net.IP, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil || (len(b) != 4 && len(b) != 16) {
+		return nil, fmt.Errorf("bad address %q", s)
+	}
+	for i := 0; i < len(b); i += 4 {
+		b[i], b[i+1], b[i+2], b[i+3] = b[i+3], b[i+2], b[i+1], b[i]
+	}
+	return net.IP(b), nil
+}
+
+// guestDialAddr is where the agent connects for a forwarded port: a published wildcard is
+// reached through loopback.
+func guestDialAddr(ip string, port int) string {
+	switch ip {
+	case "", "0.0.0.0":
+		ip = "127.0.0.1"
+	case "::":
+		ip = "::1"
+	}
+	return net.JoinHostPort(ip, strconv.Itoa(port))
+}

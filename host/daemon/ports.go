@@ -1,0 +1,288 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/berth-dev/berth/host/api"
+	"github.com/hashicorp/yamux"
+)
+
+// udpIdle ends a UDP peer's session after this long without traffic.
+const udpIdle = 60 * time.Second
+
+// HostBindIP is the host address a guest port is bound to. A port published on every
+// address binds loopback unless the instance allows all (portBindAddress: 0.0.0.0): a
+// developer's container must not appear on the LAN by surprise (abiosoft/colima#186).
+// Loopback stays loopback.
+func HostBindIP(published string, bindAll bool) string {
+	switch published {
+	case "", "0.0.0.0":
+		if bindAll {
+			return "0.0.0.0"
+		}
+		return "127.0.0.1"
+	case "::":
+		if bindAll {
+			return "::"
+		}
+		return "::1"
+	case "::1":
+		return "::1"
+	}
+	// 127.0.0.1, or an address of the guest's own that means nothing on the host.
+	return "127.0.0.1"
+}
+
+// portManager mirrors the guest's port list onto host listeners.
+type portManager struct {
+	agent   func() *agentClient
+	bindAll bool
+	log     *slog.Logger
+	notify  func(msg string, err error) // state-change announcements
+
+	mu       sync.Mutex
+	forwards map[string]*forward
+}
+
+type forward struct {
+	port    proto.Port
+	hostIP  string
+	state   string // "active" or "failed"
+	err     string
+	closeFn func()
+}
+
+func newPortManager(agent func() *agentClient, bindAll bool, log *slog.Logger, notify func(string, error)) *portManager {
+	return &portManager{agent: agent, bindAll: bindAll, log: log, notify: notify, forwards: map[string]*forward{}}
+}
+
+// follow applies every list the agent sends until the stream ends.
+func (m *portManager) follow(ctx context.Context) error {
+	st, _, err := m.agent().open(ctx, proto.Request{Type: proto.TypePorts})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	go func() { <-ctx.Done(); st.Close() }()
+	sc := proto.Scanner(st)
+	for sc.Scan() {
+		var list []proto.Port
+		if err := json.Unmarshal(sc.Bytes(), &list); err != nil {
+			m.log.Warn("bad port list", "err", err)
+			continue
+		}
+		m.sync(list)
+	}
+	return sc.Err()
+}
+
+// sync opens forwards for new ports and closes the ones that went away. A port that
+// failed to bind is retried on every list, so freeing the host port and re-publishing
+// heals it.
+func (m *portManager) sync(list []proto.Port) {
+	want := map[string]proto.Port{}
+	for _, p := range list {
+		want[p.Key()] = p
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, f := range m.forwards {
+		if _, ok := want[k]; !ok {
+			f.closeFn()
+			delete(m.forwards, k)
+			m.log.Info("port closed", "port", k)
+		}
+	}
+	for k, p := range want {
+		if f, ok := m.forwards[k]; ok && f.state == "active" {
+			continue
+		}
+		f := &forward{port: p, hostIP: HostBindIP(p.HostIP, m.bindAll), closeFn: func() {}}
+		if err := m.open(f); err != nil {
+			f.state, f.err = "failed", err.Error()
+			m.log.Warn("port forward failed", "port", k, "err", err)
+			m.notify("", fmt.Errorf("port %s/%d: %w", p.Proto, p.Port, err))
+		} else {
+			f.state = "active"
+			m.log.Info("port forwarded", "port", k, "host", net.JoinHostPort(f.hostIP, strconv.Itoa(p.Port)))
+		}
+		m.forwards[k] = f
+	}
+}
+
+func (m *portManager) open(f *forward) error {
+	addr := net.JoinHostPort(f.hostIP, strconv.Itoa(f.port.Port))
+	switch f.port.Proto {
+	case "tcp":
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		f.closeFn = func() { ln.Close() }
+		go m.serveTCP(ln, f.port)
+	case "udp":
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return err
+		}
+		f.closeFn = func() { pc.Close() }
+		go m.serveUDP(pc.(*net.UDPConn), f.port)
+	default:
+		return fmt.Errorf("unknown protocol %q", f.port.Proto)
+	}
+	return nil
+}
+
+// serveTCP forwards each connection as its own agent stream, not through the user-mode
+// network stack: a stream is a memcpy away from the guest's loopback.
+func (m *portManager) serveTCP(ln net.Listener, p proto.Port) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			st, _, err := m.agent().open(ctx, proto.Request{Type: proto.TypeForward, IP: p.HostIP, Port: p.Port})
+			cancel()
+			if err != nil {
+				m.log.Debug("forward refused", "port", p.Port, "err", err)
+				c.Close()
+				return
+			}
+			proto.Pipe(c.(*net.TCPConn), proto.HalfStream{Stream: st})
+		}()
+	}
+}
+
+// serveUDP gives each host peer its own agent stream (so replies find their way back),
+// closed after udpIdle without traffic.
+func (m *portManager) serveUDP(pc *net.UDPConn, p proto.Port) {
+	type session struct {
+		st   *yamux.Stream
+		last time.Time
+	}
+	var mu sync.Mutex
+	sessions := map[string]*session{}
+	defer func() {
+		mu.Lock()
+		for _, s := range sessions {
+			s.st.Close()
+		}
+		mu.Unlock()
+	}()
+	go func() { // idle expiry
+		t := time.NewTicker(udpIdle / 4)
+		defer t.Stop()
+		for range t.C {
+			mu.Lock()
+			if sessions == nil {
+				mu.Unlock()
+				return
+			}
+			for k, s := range sessions {
+				if time.Since(s.last) > udpIdle {
+					s.st.Close()
+					delete(sessions, k)
+				}
+			}
+			mu.Unlock()
+		}
+	}()
+	buf := make([]byte, 65535)
+	for {
+		n, peer, err := pc.ReadFromUDP(buf)
+		if err != nil {
+			mu.Lock()
+			for _, s := range sessions {
+				s.st.Close()
+			}
+			sessions = nil
+			mu.Unlock()
+			return
+		}
+		key := peer.String()
+		mu.Lock()
+		s := sessions[key]
+		mu.Unlock()
+		if s == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			st, _, err := m.agent().open(ctx, proto.Request{Type: proto.TypeUDP, IP: p.HostIP, Port: p.Port})
+			cancel()
+			if err != nil {
+				continue
+			}
+			s = &session{st: st}
+			mu.Lock()
+			if sessions == nil {
+				mu.Unlock()
+				st.Close()
+				return
+			}
+			sessions[key] = s
+			mu.Unlock()
+			go func() {
+				for {
+					kind, payload, err := proto.ReadFrame(st)
+					if err != nil {
+						return
+					}
+					if kind == proto.FrameStdout {
+						pc.WriteToUDP(payload, peer)
+					}
+				}
+			}()
+		}
+		mu.Lock()
+		s.last = time.Now()
+		mu.Unlock()
+		if err := proto.WriteFrame(s.st, proto.FrameStdin, buf[:n]); err != nil && !errors.Is(err, io.EOF) {
+			s.st.Close()
+			mu.Lock()
+			delete(sessions, key)
+			mu.Unlock()
+		}
+	}
+}
+
+// list returns the forwards for the API, sorted.
+func (m *portManager) list() []api.PortForward {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []api.PortForward{}
+	for _, f := range m.forwards {
+		out = append(out, api.PortForward{
+			Proto: f.port.Proto, HostIP: f.hostIP, HostPort: f.port.Port, GuestIP: f.port.HostIP,
+			GuestPort: f.port.Port, Container: f.port.Container, Source: f.port.Source,
+			State: f.state, Error: f.err,
+		})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].HostPort != out[j].HostPort {
+			return out[i].HostPort < out[j].HostPort
+		}
+		return out[i].Proto+out[i].HostIP < out[j].Proto+out[j].HostIP
+	})
+	return out
+}
+
+// closeAll releases every host port.
+func (m *portManager) closeAll() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, f := range m.forwards {
+		f.closeFn()
+		delete(m.forwards, k)
+	}
+}
