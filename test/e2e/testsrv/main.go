@@ -5,6 +5,7 @@
 //	testsrv udp PORT            echo UDP datagrams
 //	testsrv get URL             print the body, exit 1 on failure (2 s timeout)
 //	testsrv sink PORT           count TCP bytes received, reply with the count when the peer half-closes
+//	testsrv send ADDR BYTES     send BYTES to a sink, print the seconds it took
 package main
 
 import (
@@ -57,6 +58,28 @@ func main() {
 			os.Exit(1)
 		}
 		io.Copy(os.Stdout, resp.Body)
+	case "send":
+		size, _ := strconv.ParseInt(os.Args[3], 10, 64)
+		c, err := net.Dial("tcp", os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		buf := make([]byte, 256<<10)
+		t0 := time.Now()
+		for sent := int64(0); sent < size; sent += int64(len(buf)) {
+			if _, err := c.Write(buf); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+		}
+		c.(*net.TCPConn).CloseWrite()
+		got, _ := io.ReadAll(c)
+		if string(got) != strconv.FormatInt(size, 10) {
+			fmt.Fprintf(os.Stderr, "sink counted %q\n", got)
+			os.Exit(1)
+		}
+		fmt.Println(time.Since(t0).Seconds())
 	case "sink":
 		ln, err := net.Listen("tcp", ":"+os.Args[2])
 		if err != nil {
