@@ -2,6 +2,7 @@ package guestagent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -123,6 +124,10 @@ func (s *Server) handle(ctx context.Context, st *yamux.Stream) {
 		err = s.events(ctx, st)
 	case proto.TypeLogs:
 		err = s.logs(ctx, st, req.Log, req.Follow)
+	case proto.TypeMount:
+		err = s.mountShares(st, req.Mounts)
+	case proto.TypeNotify:
+		err = s.notify(ctx, st)
 	case proto.TypePorts:
 		err = s.ports(ctx, st)
 	case proto.TypeForward:
@@ -378,3 +383,5 @@ func (f *frameWriter) copyFrom(kind byte, r io.Reader) {
 		}
 	}
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

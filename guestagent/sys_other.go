@@ -30,3 +30,6 @@ func (s *Server) exec(context.Context, *yamux.Stream, *proto.ExecRequest) error 
 func RunServe(log *slog.Logger) error { return errNotLinux }
 
 func daemonProcAttr() *syscall.SysProcAttr { return nil }
+
+func (s *Server) mountShares(st *yamux.Stream, _ []proto.Mount) error { return reply(st, errNotLinux) }
+func (s *Server) notify(context.Context, *yamux.Stream) error         { return errNotLinux }

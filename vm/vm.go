@@ -63,6 +63,9 @@ type Share struct {
 	Tag      string
 	HostPath string
 	ReadOnly bool
+	// VirtiofsSocket is a running vhost-user-fs server (virtiofsd) for QEMU; when empty
+	// QEMU serves the share over 9p. vz serves virtiofs itself and ignores it.
+	VirtiofsSocket string
 }
 
 // AgentChannel says how the agent is reached. Drivers use vsock where the hypervisor offers

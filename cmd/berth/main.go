@@ -42,6 +42,7 @@ func newRootCommand() *cobra.Command {
 		newDeleteCommand(),
 		newLogsCommand(),
 		newPortsCommand(),
+		newMountsCommand(),
 		newShellCommand(),
 		newVersionCommand(),
 		newHostdCommand(),

@@ -3,8 +3,8 @@ package main
 import (
 	"fmt"
 	"net"
-	"strconv"
 	"os"
+	"strconv"
 	"text/tabwriter"
 	"time"
 

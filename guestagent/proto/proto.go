@@ -47,13 +47,15 @@ type Request struct {
 	Log          string       `json:"log,omitempty"`
 	Follow       bool         `json:"follow,omitempty"`
 	Port         int          `json:"port,omitempty"`
+	Mounts       []Mount      `json:"mounts,omitempty"`
 	IP           string       `json:"ip,omitempty"` // guest address to dial for forward/udp
 }
 
 // Response answers a Request. A non-empty Error ends the stream.
 type Response struct {
-	Error string `json:"error,omitempty"`
-	Info  *Info  `json:"info,omitempty"`
+	Error  string        `json:"error,omitempty"`
+	Info   *Info         `json:"info,omitempty"`
+	Mounts []MountResult `json:"mounts,omitempty"`
 }
 
 // Info describes the guest.
@@ -257,3 +259,29 @@ type Port struct {
 
 // Key identifies a forward.
 func (p Port) Key() string { return fmt.Sprintf("%s/%s/%d", p.Proto, p.HostIP, p.Port) }
+
+// Shared directories (see docs/file-sharing.md).
+const (
+	TypeMount  = "mount"  // mount Request.Mounts; the answer has one MountResult each
+	TypeNotify = "notify" // the host writes []NotifyEvent JSON lines; the agent replays them
+)
+
+// Mount is a host share to mount in the guest at the same path.
+type Mount struct {
+	Tag      string `json:"tag"`
+	Path     string `json:"path"`
+	FSType   string `json:"fstype"` // "virtiofs" or "9p"
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// MountResult reports one mount.
+type MountResult struct {
+	Path  string `json:"path"`
+	Error string `json:"error,omitempty"`
+}
+
+// NotifyEvent is a host change for the agent to make visible to guest inotify watchers.
+type NotifyEvent struct {
+	Path string `json:"path"`
+	Op   string `json:"op"` // "write", "create", "remove", "rename"
+}

@@ -86,3 +86,14 @@ type PortForward struct {
 	State     string `json:"state"`           // "active" or "failed"
 	Error     string `json:"error,omitempty"` // why it failed, e.g. the host port is in use
 }
+
+// Mount is one shared directory (GET /v1/mounts).
+type Mount struct {
+	Path     string `json:"path"`
+	Type     string `json:"type"` // virtiofs, 9p or drvfs
+	ReadOnly bool   `json:"readOnly"`
+	Notify   bool   `json:"notify"`          // host changes are replayed in the guest
+	Watched  int    `json:"watchedDirs"`     // directories the host watches
+	State    string `json:"state"`           // "mounted" or "failed"
+	Error    string `json:"error,omitempty"` // why it failed
+}

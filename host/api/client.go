@@ -163,3 +163,10 @@ func (c *Client) Ports(ctx context.Context) ([]PortForward, error) {
 	err := c.do(ctx, http.MethodGet, "/v1/ports", nil, &p)
 	return p, err
 }
+
+// Mounts lists the shared directories.
+func (c *Client) Mounts(ctx context.Context) ([]Mount, error) {
+	var m []Mount
+	err := c.do(ctx, http.MethodGet, "/v1/mounts", nil, &m)
+	return m, err
+}

@@ -41,6 +41,7 @@ type Daemon struct {
 
 	dockerListener net.Listener
 	ports          *portManager
+	shares         *shares
 
 	stopOnce sync.Once
 	stopReq  chan bool     // force flag
@@ -137,6 +138,12 @@ func (d *Daemon) run(ctx context.Context) error {
 		return err
 	}
 
+	vmShares, err := d.prepareShares(ctx, runDir)
+	defer d.stopShares()
+	if err != nil {
+		return err
+	}
+
 	netCfg := netproxy.DefaultConfig()
 	var nics []vm.NIC
 	if platformNetwork {
@@ -167,6 +174,7 @@ func (d *Daemon) run(ctx context.Context) error {
 			{Path: d.inst.Path(store.DataDisk), ID: "berth-data"},
 		},
 		NICs:       nics,
+		Shares:     vmShares,
 		Agent:      vm.AgentChannel{VsockPort: proto.VsockPort, SerialName: proto.SerialName},
 		ConsoleLog: d.inst.Path(store.ConsoleLog),
 		RuntimeDir: runDir,
@@ -265,6 +273,7 @@ func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit <-chan error) err
 	d.publish(api.Event{State: api.StateStarting, Phase: api.PhaseKernel, Done: true,
 		Message: fmt.Sprintf("Linux %s reached /init after %.1fs of guest uptime", info.Kernel, info.KernelBoot.Seconds())})
 	d.phaseDone(api.PhaseAgent, "guest agent "+info.AgentVersion+" up, IP "+info.IP)
+	d.mountShares(ctx, agent)
 
 	d.phaseStart(api.PhaseEngine, "starting the Docker engine")
 	engineUp := make(chan error, 1)

@@ -5,6 +5,7 @@ package daemon
 import (
 	"log/slog"
 
+	"github.com/berth-dev/berth/host/store"
 	"github.com/berth-dev/berth/vm"
 	"github.com/berth-dev/berth/vm/qemu"
 	"github.com/berth-dev/berth/vm/vz"
@@ -20,4 +21,12 @@ func newPlatformDriver(cfg vm.Config, log *slog.Logger) (vm.Driver, error) {
 		return vz.New(cfg, log)
 	}
 	return qemu.New(cfg, log)
+}
+
+// platformDriverName names the driver newPlatformDriver will pick.
+func platformDriverName(cfg store.Config) string {
+	if useVZ(vm.Config{Arch: cfg.Arch, Accel: cfg.Accel}) {
+		return "vz"
+	}
+	return "qemu"
 }

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"path/filepath"
 
+	"github.com/berth-dev/berth/host/store"
 	"github.com/berth-dev/berth/vm"
 	"github.com/berth-dev/berth/vm/wsl"
 )
@@ -21,3 +22,6 @@ func newPlatformDriver(cfg vm.Config, log *slog.Logger) (vm.Driver, error) {
 	cfg.Disks, cfg.NICs = nil, nil
 	return wsl.New(cfg, opts, log)
 }
+
+// platformDriverName names the driver newPlatformDriver will pick.
+func platformDriverName(store.Config) string { return "wsl" }

@@ -19,6 +19,9 @@ func (d *Daemon) apiServer() *http.Server {
 		writeJSON(w, http.StatusOK, d.Status())
 	})
 	mux.HandleFunc("GET /v1/events", d.handleEvents)
+	mux.HandleFunc("GET /v1/mounts", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.mountList())
+	})
 	mux.HandleFunc("GET /v1/ports", func(w http.ResponseWriter, r *http.Request) {
 		ports := []api.PortForward{}
 		d.mu.Lock()

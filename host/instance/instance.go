@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-dev/berth/fileshare"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/dockerctx"
 	"github.com/berth-dev/berth/host/store"
@@ -62,8 +63,12 @@ func Start(ctx context.Context, inst *store.Instance, progress func(api.Event)) 
 	if pid := inst.DaemonPID(); pid != 0 {
 		return fmt.Errorf("instance %q is already running (daemon pid %d); use `berth restart %s` to restart it", inst.Name, pid, inst.Name)
 	}
-	if _, err := inst.Config(); err != nil {
+	cfg, err := inst.Config()
+	if err != nil {
 		return err
+	}
+	if err := fileshare.Validate(cfg.Shares); err != nil {
+		return fmt.Errorf("invalid shares in %s: %w", inst.Path(store.ConfigFile), err)
 	}
 	self, err := os.Executable()
 	if err != nil {

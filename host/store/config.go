@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 
+	"github.com/berth-dev/berth/fileshare"
 	"gopkg.in/yaml.v3"
 )
 
@@ -31,6 +32,9 @@ type Config struct {
 	// PortListeners says which guest listeners that are not published container ports are
 	// forwarded: none, public (on 0.0.0.0 or ::; default) or all.
 	PortListeners string `yaml:"portListeners"`
+	// Shares are host directories mounted in the VM at the same path; the default is the
+	// home directory. An empty list shares nothing. See docs/file-sharing.md.
+	Shares []fileshare.Share `yaml:"shares"`
 }
 
 // DefaultConfig is what a new instance gets.
@@ -44,6 +48,7 @@ func DefaultConfig() Config {
 		BootTimeout:     600,
 		PortBindAddress: "127.0.0.1",
 		PortListeners:   "public",
+		Shares:          fileshare.Default(),
 	}
 }
 

@@ -15,7 +15,11 @@ func TestParseConfig(t *testing.T) {
 		check   func(Config) bool
 		wantErr string
 	}{
-		{name: "empty gives defaults", in: "", check: func(c Config) bool { return c == DefaultConfig() }},
+		{name: "empty gives defaults", in: "", check: func(c Config) bool { return reflect.DeepEqual(c, DefaultConfig()) }},
+		{name: "shares", in: "shares:\n  - path: /src\n    readOnly: true\n", check: func(c Config) bool {
+			return len(c.Shares) == 1 && c.Shares[0].Path == "/src" && c.Shares[0].ReadOnly
+		}},
+		{name: "no shares", in: "shares: []\n", check: func(c Config) bool { return len(c.Shares) == 0 }},
 		{name: "values", in: "cpus: 4\nmemory: 8\ndisk: 100\naccel: tcg\n", check: func(c Config) bool {
 			return c.CPUs == 4 && c.Memory == 8 && c.Disk == 100 && c.Accel == "tcg"
 		}},

@@ -49,16 +49,26 @@ func Args(c vm.Config, accel string) ([]string, error) {
 		"-m", strconv.FormatUint(c.MemoryMiB, 10),
 	}
 	console := "ttyS0"
+	machine := ""
 	switch c.Arch {
 	case "amd64":
 		// q35 boots reliably under TCG; microvm can hang calibrating the TSC there.
-		a = append(a, "-machine", "q35")
+		machine = "q35"
 	case "arm64":
-		a = append(a, "-machine", "virt")
+		machine = "virt"
 		console = "ttyAMA0"
 	default:
 		return nil, fmt.Errorf("unsupported guest architecture %q", c.Arch)
 	}
+	for _, s := range c.Shares {
+		if s.VirtiofsSocket != "" {
+			// vhost-user devices need guest RAM that virtiofsd can map.
+			a = append(a, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", c.MemoryMiB))
+			machine += ",memory-backend=mem"
+			break
+		}
+	}
+	a = append(a, "-machine", machine)
 	switch accel {
 	case "tcg":
 		// One host thread per vCPU instead of one for all. On arm64, the architected
@@ -112,10 +122,17 @@ func Args(c vm.Config, accel string) ([]string, error) {
 		"-device", "virtserialport,chardev=agent,name="+c.Agent.SerialName,
 	)
 	for i, s := range c.Shares {
+		if s.VirtiofsSocket != "" {
+			a = append(a, "-chardev", fmt.Sprintf("socket,id=vfs%d,path=%s", i, escapeComma(s.VirtiofsSocket)),
+				"-device", fmt.Sprintf("vhost-user-fs-pci,chardev=vfs%d,tag=%s", i, s.Tag))
+			continue
+		}
 		ro := ""
 		if s.ReadOnly {
 			ro = ",readonly=on"
 		}
+		// security_model=none: files keep the host user's ownership, and QEMU's 9p server
+		// resolves every path component with O_NOFOLLOW inside the export (CVE-2016-9602).
 		a = append(a, "-fsdev", fmt.Sprintf("local,id=fs%d,path=%s,security_model=none%s", i, escapeComma(s.HostPath), ro),
 			"-device", fmt.Sprintf("virtio-9p-pci,fsdev=fs%d,mount_tag=%s", i, s.Tag))
 	}

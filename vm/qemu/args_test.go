@@ -49,6 +49,12 @@ func TestArgs(t *testing.T) {
 			c.Shares = []vm.Share{{Tag: "home", HostPath: "/home/u", ReadOnly: true}}
 			return c
 		}, accel: "tcg", want: []string{"-fsdev local,id=fs0,path=/home/u,security_model=none,readonly=on", "mount_tag=home"}},
+		{name: "virtiofs", cfg: func() vm.Config {
+			c := baseConfig("amd64")
+			c.Shares = []vm.Share{{Tag: "berth0", HostPath: "/home/u", VirtiofsSocket: "/r/vfs0.sock"}}
+			return c
+		}, accel: "tcg", want: []string{"memory-backend-memfd,id=mem,size=2048M,share=on", "-machine q35,memory-backend=mem",
+			"-chardev socket,id=vfs0,path=/r/vfs0.sock -device vhost-user-fs-pci,chardev=vfs0,tag=berth0"}},
 		{name: "two nics", cfg: func() vm.Config {
 			c := baseConfig("amd64")
 			c.NICs = append(c.NICs, c.NICs[0])

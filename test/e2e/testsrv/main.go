@@ -6,6 +6,8 @@
 //	testsrv get URL             print the body, exit 1 on failure (2 s timeout)
 //	testsrv sink PORT           count TCP bytes received, reply with the count when the peer half-closes
 //	testsrv send ADDR BYTES     send BYTES to a sink, print the seconds it took
+//	testsrv watch DIR PORT      inotify DIR; GET /wait?n=K blocks until event K exists and returns it
+//	                            as "MASK NAME"; GET /count returns the number of events so far
 package main
 
 import (
@@ -15,7 +17,12 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 func main() {
@@ -80,6 +87,8 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Println(time.Since(t0).Seconds())
+	case "watch":
+		watch(os.Args[2], os.Args[3])
 	case "sink":
 		ln, err := net.Listen("tcp", ":"+os.Args[2])
 		if err != nil {
@@ -98,4 +107,69 @@ func main() {
 			}()
 		}
 	}
+}
+
+func watch(dir, port string) {
+	fd, err := unix.InotifyInit1(unix.IN_CLOEXEC)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	mask := uint32(unix.IN_MODIFY | unix.IN_ATTRIB | unix.IN_CREATE | unix.IN_DELETE | unix.IN_MOVED_FROM | unix.IN_MOVED_TO | unix.IN_CLOSE_WRITE)
+	if _, err := unix.InotifyAddWatch(fd, dir, mask); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	var mu sync.Mutex
+	cond := sync.NewCond(&mu)
+	var events []string
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := unix.Read(fd, buf)
+			if err != nil {
+				os.Exit(1)
+			}
+			for off := 0; off < n; {
+				ev := (*unix.InotifyEvent)(unsafe.Pointer(&buf[off]))
+				name := strings.TrimRight(string(buf[off+unix.SizeofInotifyEvent:off+unix.SizeofInotifyEvent+int(ev.Len)]), "\x00")
+				mu.Lock()
+				events = append(events, fmt.Sprintf("%s %s", maskName(ev.Mask), name))
+				cond.Broadcast()
+				mu.Unlock()
+				off += unix.SizeofInotifyEvent + int(ev.Len)
+			}
+		}
+	}()
+	http.HandleFunc("/count", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprint(w, len(events))
+	})
+	http.HandleFunc("/wait", func(w http.ResponseWriter, r *http.Request) {
+		k, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		mu.Lock()
+		for len(events) <= k {
+			cond.Wait()
+		}
+		ev := events[k]
+		mu.Unlock()
+		fmt.Fprint(w, ev)
+	})
+	fmt.Fprintln(os.Stderr, http.ListenAndServe(":"+port, nil))
+	os.Exit(1)
+}
+
+func maskName(m uint32) string {
+	var names []string
+	for _, f := range []struct {
+		bit  uint32
+		name string
+	}{{unix.IN_MODIFY, "MODIFY"}, {unix.IN_ATTRIB, "ATTRIB"}, {unix.IN_CREATE, "CREATE"}, {unix.IN_DELETE, "DELETE"},
+		{unix.IN_MOVED_FROM, "MOVED_FROM"}, {unix.IN_MOVED_TO, "MOVED_TO"}, {unix.IN_CLOSE_WRITE, "CLOSE_WRITE"}, {unix.IN_ISDIR, "ISDIR"}} {
+		if m&f.bit != 0 {
+			names = append(names, f.name)
+		}
+	}
+	return strings.Join(names, "|")
 }

@@ -1,0 +1,168 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/berth-dev/berth/fileshare"
+	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/berth-dev/berth/host/api"
+	"github.com/berth-dev/berth/vm"
+)
+
+// shares tracks an instance's shared directories.
+type shares struct {
+	mu       sync.Mutex
+	list     []fileshare.Share
+	types    []string
+	mounts   []api.Mount
+	daemons  []*exec.Cmd // virtiofsd processes
+	watchers []*fileshare.Watcher
+}
+
+// prepareShares validates the shares and starts what serves them on the host. It runs
+// before the VM starts so a bad share is an immediate, clear error.
+func (d *Daemon) prepareShares(ctx context.Context, runDir string) ([]vm.Share, error) {
+	list := d.cfg.Shares
+	if err := fileshare.Validate(list); err != nil {
+		return nil, fmt.Errorf("invalid shares in %s: %w", d.inst.Path("berth.yaml"), err)
+	}
+	driver := platformDriverName(d.cfg)
+	d.shares = &shares{list: list}
+	var out []vm.Share
+	for i, s := range list {
+		typ := fileshare.DeviceFor(driver, os.Geteuid() == 0, s.ReadOnly, fileshare.HasVirtiofsd())
+		vs := vm.Share{Tag: fileshare.Tag(i), HostPath: filepath.Clean(s.Path), ReadOnly: s.ReadOnly}
+		if typ == fileshare.Virtiofs && driver == "qemu" {
+			sock := filepath.Join(runDir, fmt.Sprintf("vfs%d.sock", i))
+			cmd, err := fileshare.StartVirtiofsd(ctx, vs.HostPath, sock, d.log.With("component", "virtiofsd"))
+			if err != nil {
+				return nil, err
+			}
+			d.shares.daemons = append(d.shares.daemons, cmd)
+			vs.VirtiofsSocket = sock
+		}
+		d.shares.types = append(d.shares.types, typ)
+		out = append(out, vs)
+	}
+	return out, nil
+}
+
+// mountShares asks the agent to mount every share and starts change notification.
+func (d *Daemon) mountShares(ctx context.Context, agent *agentClient) {
+	sh := d.shares
+	if sh == nil || len(sh.list) == 0 {
+		return
+	}
+	req := proto.Request{Type: proto.TypeMount}
+	for i, s := range sh.list {
+		req.Mounts = append(req.Mounts, proto.Mount{Tag: fileshare.Tag(i), Path: filepath.Clean(s.Path), FSType: sh.types[i], ReadOnly: s.ReadOnly})
+	}
+	mctx, cancel := context.WithTimeout(ctx, time.Minute)
+	resp, err := agent.call(mctx, req)
+	cancel()
+	mounts := make([]api.Mount, len(sh.list))
+	var roots []string
+	for i, s := range sh.list {
+		m := api.Mount{Path: filepath.Clean(s.Path), Type: sh.types[i], ReadOnly: s.ReadOnly, State: "mounted"}
+		switch {
+		case err != nil:
+			m.State, m.Error = "failed", err.Error()
+		case i < len(resp.Mounts) && resp.Mounts[i].Error != "":
+			m.State, m.Error = "failed", resp.Mounts[i].Error
+		}
+		// Read-only shares cannot replay changes (the guest cannot touch their mtimes).
+		if m.State == "mounted" && !s.NoNotify && !s.ReadOnly {
+			m.Notify = true
+			roots = append(roots, m.Path)
+		}
+		mounts[i] = m
+	}
+	sh.mu.Lock()
+	sh.mounts = mounts
+	sh.mu.Unlock()
+	for _, m := range mounts {
+		if m.Error != "" {
+			d.publish(api.Event{State: api.StateStarting, Message: "share not mounted", Error: m.Path + ": " + m.Error})
+		}
+	}
+	if len(roots) > 0 {
+		d.startNotify(ctx, agent, roots)
+	}
+}
+
+// startNotify watches the shares on the host and replays changes in the guest.
+func (d *Daemon) startNotify(ctx context.Context, agent *agentClient, roots []string) {
+	st, _, err := agent.open(ctx, proto.Request{Type: proto.TypeNotify})
+	if err != nil {
+		d.log.Warn("change notification unavailable", "err", err)
+		return
+	}
+	go func() { <-ctx.Done(); st.Close() }()
+	var wmu sync.Mutex
+	echoes := fileshare.NewEchoFilter(2 * time.Second)
+	w, err := fileshare.Watch(ctx, roots, fileshare.DefaultMaxDirs, d.log.With("component", "watch"), func(evs []fileshare.Event) {
+		evs = echoes.Filter(evs)
+		if len(evs) == 0 {
+			return
+		}
+		out := make([]proto.NotifyEvent, len(evs))
+		for i, e := range evs {
+			out[i] = proto.NotifyEvent{Path: e.Path, Op: e.Op}
+		}
+		wmu.Lock()
+		defer wmu.Unlock()
+		if err := proto.WriteJSONLine(st, out); err != nil {
+			d.log.Debug("notify stream", "err", err)
+		}
+	})
+	if err != nil {
+		d.log.Warn("failed to watch shares", "err", err)
+		return
+	}
+	d.log.Info("watching shares", "roots", roots, "dirs", w.Dirs(), "capped", w.Capped)
+	d.shares.mu.Lock()
+	d.shares.watchers = append(d.shares.watchers, w)
+	d.shares.mu.Unlock()
+}
+
+// mountList returns the shares' state for the API.
+func (d *Daemon) mountList() []api.Mount {
+	sh := d.shares
+	if sh == nil {
+		return []api.Mount{}
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	out := make([]api.Mount, 0, len(sh.list))
+	if sh.mounts == nil {
+		for i, s := range sh.list {
+			out = append(out, api.Mount{Path: s.Path, Type: sh.types[i], ReadOnly: s.ReadOnly, State: "pending"})
+		}
+		return out
+	}
+	for _, m := range sh.mounts {
+		if m.Notify && len(sh.watchers) > 0 {
+			m.Watched = sh.watchers[0].Dirs()
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// stopShares ends the host side of the shares.
+func (d *Daemon) stopShares() {
+	if d.shares == nil {
+		return
+	}
+	for _, c := range d.shares.daemons {
+		if c.Process != nil {
+			c.Process.Kill()
+		}
+	}
+}
