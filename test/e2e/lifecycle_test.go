@@ -254,7 +254,7 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-func writeConfig(t *testing.T, e *env, name, content string) {
+func writeConfig(t testing.TB, e *env, name, content string) {
 	dir := filepath.Join(e.home, name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)

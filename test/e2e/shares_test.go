@@ -113,7 +113,7 @@ func TestShares(t *testing.T) {
 
 // nextEvent waits for the watcher's next inotify event while do() changes the share, and
 // returns how long after the change the event arrived.
-func nextEvent(t *testing.T, base string, do func()) (time.Duration, string) {
+func nextEvent(t testing.TB, base string, do func()) (time.Duration, string) {
 	t.Helper()
 	// Wait until earlier changes have all arrived, so the next event is this one's.
 	count := func() string {

@@ -6,6 +6,8 @@
 //	testsrv get URL             print the body, exit 1 on failure (2 s timeout)
 //	testsrv sink PORT           count TCP bytes received, reply with the count when the peer half-closes
 //	testsrv send ADDR BYTES     send BYTES to a sink, print the seconds it took
+//	testsrv fsbench DIR MiB N   write and read a MiB-sized file, create+stat N small files;
+//	                            print "write-MiB/s read-MiB/s files/s"
 //	testsrv watch DIR PORT      inotify DIR; GET /wait?n=K blocks until event K exists and returns it
 //	                            as "MASK NAME"; GET /count returns the number of events so far
 package main
@@ -87,6 +89,10 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Println(time.Since(t0).Seconds())
+	case "fsbench":
+		mib, _ := strconv.Atoi(os.Args[3])
+		n, _ := strconv.Atoi(os.Args[4])
+		fsbench(os.Args[2], mib, n)
 	case "watch":
 		watch(os.Args[2], os.Args[3])
 	case "sink":
@@ -172,4 +178,50 @@ func maskName(m uint32) string {
 		}
 	}
 	return strings.Join(names, "|")
+}
+
+func fsbench(dir string, mib, n int) {
+	die := func(err error) {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	}
+	p := dir + "/fsbench.dat"
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i)
+	}
+	t0 := time.Now()
+	f, err := os.Create(p)
+	die(err)
+	for i := 0; i < mib; i++ {
+		_, err := f.Write(buf)
+		die(err)
+	}
+	die(f.Sync())
+	die(f.Close())
+	write := float64(mib) / time.Since(t0).Seconds()
+	// Drop the guest's page cache so the read goes to the device (needs --privileged).
+	os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
+	t0 = time.Now()
+	f, err = os.Open(p)
+	die(err)
+	total, err := io.CopyBuffer(io.Discard, f, buf)
+	die(err)
+	f.Close()
+	read := float64(total) / (1 << 20) / time.Since(t0).Seconds()
+	os.Remove(p)
+	sub := dir + "/fsbench.d"
+	die(os.MkdirAll(sub, 0o755))
+	t0 = time.Now()
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("%s/f%d", sub, i)
+		die(os.WriteFile(name, []byte("x"), 0o644))
+		_, err := os.Stat(name)
+		die(err)
+	}
+	files := float64(n) / time.Since(t0).Seconds()
+	os.RemoveAll(sub)
+	fmt.Printf("%.1f %.1f %.0f\n", write, read, files)
 }
