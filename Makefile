@@ -18,7 +18,7 @@ E2E_TIMEOUT ?= 75m
 # Debian packages the build and the tests need (installed by `make deps` when missing).
 DEB_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils e2fsprogs cpio kmod busybox-static iproute2 curl
 
-.PHONY: help deps build agents image install-image run test test-unit test-e2e bench lint cross typecheck-darwin clean
+.PHONY: help deps build agents image install-image run test test-unit test-e2e bench lint cross typecheck-darwin sign-darwin clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -96,6 +96,11 @@ cross: ## build berth for every shipped platform (darwin without cgo) and the ag
 	  os=$${p%/*}; arch=$${p#*/}; echo "berth-agent $$os/$$arch"; \
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT)/cross/$$os-$$arch/berth-agent ./cmd/berth-agent; \
 	done
+
+sign-darwin: ## on macOS: build berth with cgo (vz) and sign it with the virtualization entitlement (BERTH_SIGN_IDENTITY for a named identity)
+	@[ "$$(uname -s)" = Darwin ] || { echo "sign-darwin needs macOS (codesign and the macOS SDK)" >&2; exit 1; }
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./cmd/berth
+	installer/macos/sign.sh $(BIN)/berth
 
 typecheck-darwin: ## type-check every darwin file (vm/vz included) against the real Code-Hex/vz source
 	$(GO) run ./installer/typecheck ./...

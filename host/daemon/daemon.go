@@ -17,6 +17,7 @@ import (
 	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/dockerctx"
+	"github.com/berth-dev/berth/host/image"
 	"github.com/berth-dev/berth/host/store"
 	"github.com/berth-dev/berth/netproxy"
 	"github.com/berth-dev/berth/vm"
@@ -303,8 +304,17 @@ func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit <-chan error) err
 	d.mu.Lock()
 	d.dockerListener = ln
 	d.mu.Unlock()
+	// Windows' docker CLI speaks named pipes: the engine is on one there too.
+	dockerHost := "unix://" + d.inst.Path(store.DockerSock)
+	if pl, host, err := platformDockerListener(d.inst.Name); err != nil {
+		return err
+	} else if pl != nil {
+		go d.serveDocker(pl)
+		go func() { <-ctx.Done(); pl.Close() }()
+		dockerHost = host
+	}
 	ctxName := dockerctx.Name(d.inst.Name)
-	if err := dockerctx.Ensure(ctxName, d.inst.Path(store.DockerSock), fmt.Sprintf("berth instance %q", d.inst.Name)); err != nil {
+	if err := dockerctx.Ensure(ctxName, dockerHost, fmt.Sprintf("berth instance %q", d.inst.Name)); err != nil {
 		d.log.Warn("failed to write the docker context", "context", ctxName, "err", err)
 	}
 	d.phaseDone(api.PhaseSocket, "docker socket and context ready")
@@ -475,11 +485,16 @@ func (d *Daemon) serveDocker(ln net.Listener) {
 		if err != nil {
 			return
 		}
-		go d.forwardDocker(c.(*net.UnixConn))
+		hc, ok := c.(proto.HalfCloser)
+		if !ok {
+			c.Close()
+			continue
+		}
+		go d.forwardDocker(hc)
 	}
 }
 
-func (d *Daemon) forwardDocker(c *net.UnixConn) {
+func (d *Daemon) forwardDocker(c proto.HalfCloser) {
 	d.mu.Lock()
 	agent := d.agent
 	d.mu.Unlock()
@@ -600,6 +615,14 @@ func FindImage(cfg store.Config) (Image, error) {
 		base = filepath.Join(root, store.ImagesDir)
 	}
 	dir := filepath.Join(base, cfg.Arch)
+	// Packages ship a read-only image (/usr/share/berth/images/<arch>, or beside the binary in
+	// the macOS app and the Windows install dir; see image.SystemDirs). It is used when no
+	// images dir was named and ~/.berth/_images has none. docs/install.md lists the order.
+	if cfg.Images == "" && os.Getenv("BERTH_IMAGES") == "" && !image.Complete(dir) {
+		if sys := image.FindSystem(cfg.Arch); sys != "" {
+			dir = sys
+		}
+	}
 	img := Image{Dir: dir, Kernel: filepath.Join(dir, "vmlinuz"), Initrd: filepath.Join(dir, "initrd.img"), Root: filepath.Join(dir, "root.img")}
 	for _, p := range []string{img.Kernel, img.Initrd, img.Root} {
 		if _, err := os.Stat(p); err != nil {

@@ -4,6 +4,7 @@ package daemon
 
 import (
 	"log/slog"
+	"net"
 
 	"github.com/berth-dev/berth/host/store"
 	"github.com/berth-dev/berth/vm"
@@ -30,3 +31,6 @@ func platformDriverName(cfg store.Config) string {
 	}
 	return "qemu"
 }
+
+// platformDockerListener: the unix socket is all the docker CLI needs here.
+func platformDockerListener(string) (net.Listener, string, error) { return nil, "", nil }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"log/slog"
+	"net"
 	"path/filepath"
 
 	"github.com/berth-dev/berth/host/store"
@@ -25,3 +26,18 @@ func newPlatformDriver(cfg vm.Config, log *slog.Logger) (vm.Driver, error) {
 
 // platformDriverName names the driver newPlatformDriver will pick.
 func platformDriverName(store.Config) string { return "wsl" }
+
+// platformDockerListener serves the engine on a named pipe (\\.\pipe\berth-<name>, only the
+// current user may open it), which the Windows docker CLI uses; the unix socket stays for
+// WSL-side and cross-platform tools.
+func platformDockerListener(instance string) (net.Listener, string, error) {
+	path, err := wsl.PipePath("berth-" + instance)
+	if err != nil {
+		return nil, "", err
+	}
+	ln, err := wsl.ListenDockerPipe(path)
+	if err != nil {
+		return nil, "", err
+	}
+	return ln, wsl.DockerHost(path), nil
+}

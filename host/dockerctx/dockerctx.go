@@ -51,8 +51,8 @@ func metaDir(cfgDir, name string) string {
 	return filepath.Join(cfgDir, "contexts", "meta", hex.EncodeToString(sum[:]))
 }
 
-// Ensure creates or updates the context to point at the unix socket sock.
-func Ensure(name, sock, description string) error {
+// Ensure creates or updates the context to point at host (unix:///… or npipe:////./pipe/…).
+func Ensure(name, host, description string) error {
 	dir, err := ConfigDir()
 	if err != nil {
 		return err
@@ -60,7 +60,7 @@ func Ensure(name, sock, description string) error {
 	m := meta{
 		Name:      name,
 		Metadata:  map[string]string{"Description": description},
-		Endpoints: map[string]endpoint{"docker": {Host: "unix://" + sock}},
+		Endpoints: map[string]endpoint{"docker": {Host: host}},
 	}
 	b, err := json.Marshal(m)
 	if err != nil {

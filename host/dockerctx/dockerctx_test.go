@@ -16,7 +16,7 @@ func TestEnsureAndRemove(t *testing.T) {
 	t.Setenv("DOCKER_CONFIG", dir)
 	// Another tool's settings must survive.
 	os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"auths":{"x":{}},"currentContext":"berth"}`), 0o600)
-	if err := Ensure("berth", "/s/docker.sock", "d"); err != nil {
+	if err := Ensure("berth", "unix:///s/docker.sock", "d"); err != nil {
 		t.Fatal(err)
 	}
 	// Layout the docker CLI reads: contexts/meta/<sha256("berth")>/meta.json.
