@@ -215,13 +215,18 @@ func (s *Server) events(ctx context.Context, st *yamux.Stream) error {
 	}
 	ch, cancel := s.opts.Engine.Subscribe()
 	defer cancel()
-	// The stream's read side closes when the host goes away.
+	return writeUpdates(ctx, st, ch)
+}
+
+// writeUpdates writes each value from ch as a JSON line until the host closes the
+// stream (its read side ends) or ctx ends.
+func writeUpdates[T any](ctx context.Context, st *yamux.Stream, ch <-chan T) error {
 	gone := make(chan struct{})
 	go func() { io.Copy(io.Discard, st); close(gone) }()
 	for {
 		select {
-		case ev := <-ch:
-			if err := proto.WriteJSONLine(st, ev); err != nil {
+		case v := <-ch:
+			if err := proto.WriteJSONLine(st, v); err != nil {
 				return err
 			}
 		case <-gone:
@@ -288,20 +293,7 @@ func (s *Server) ports(ctx context.Context, st *yamux.Stream) error {
 	}
 	ch, cancel := s.opts.Ports.Subscribe()
 	defer cancel()
-	gone := make(chan struct{})
-	go func() { io.Copy(io.Discard, st); close(gone) }()
-	for {
-		select {
-		case list := <-ch:
-			if err := proto.WriteJSONLine(st, list); err != nil {
-				return err
-			}
-		case <-gone:
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+	return writeUpdates(ctx, st, ch)
 }
 
 // forwardTCP pipes a host connection to a port in the guest.

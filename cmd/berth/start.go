@@ -19,13 +19,18 @@ func newStartCommand() *cobra.Command {
 		Args:  cobra.MaximumNArgs(1),
 		RunE:  startAction,
 	}
+	addStartFlags(cmd)
+	return cmd
+}
+
+// addStartFlags adds the settings a start may change (start and restart share them).
+func addStartFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.Int("cpus", 0, "number of CPUs")
 	f.Int("memory", 0, "memory in GiB")
 	f.Int("disk", 0, "data disk size in GiB (it can only grow)")
 	f.String("arch", "", "guest architecture: amd64 or arm64")
 	f.String("accel", "", "accelerator: auto, kvm, hvf, whpx or tcg")
-	return cmd
 }
 
 func startAction(cmd *cobra.Command, args []string) error {

@@ -47,10 +47,6 @@ func newRestartCommand() *cobra.Command {
 			return startAction(cmd, args)
 		},
 	}
-	cmd.Flags().Int("cpus", 0, "number of CPUs")
-	cmd.Flags().Int("memory", 0, "memory in GiB")
-	cmd.Flags().Int("disk", 0, "data disk size in GiB (it can only grow)")
-	cmd.Flags().String("arch", "", "guest architecture: amd64 or arm64")
-	cmd.Flags().String("accel", "", "accelerator: auto, kvm, hvf, whpx or tcg")
+	addStartFlags(cmd)
 	return cmd
 }
