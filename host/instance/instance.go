@@ -15,6 +15,7 @@ import (
 	"github.com/berth-dev/berth/fileshare"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/dockerctx"
+	"github.com/berth-dev/berth/host/image"
 	"github.com/berth-dev/berth/host/store"
 )
 
@@ -69,6 +70,11 @@ func Start(ctx context.Context, inst *store.Instance, progress func(api.Event)) 
 	}
 	if err := fileshare.Validate(cfg.Shares); err != nil {
 		return fmt.Errorf("invalid shares in %s: %w", inst.Path(store.ConfigFile), err)
+	}
+	// No guest image installed and BERTH_IMAGE_URL set: download the bundle before the
+	// daemon looks for it (host/image). Without a URL this does nothing.
+	if err := image.EnsureFor(ctx, cfg, os.Stderr); err != nil {
+		return err
 	}
 	self, err := os.Executable()
 	if err != nil {
