@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,6 +121,40 @@ func TestLifecycle(t *testing.T) {
 		}
 		if out := e.mustDocker("run", "--rm", "-v", "keep:/data", image, "cat", "/data/f"); strings.TrimSpace(out) != "kept" {
 			t.Errorf("volume content %q", out)
+		}
+	})
+
+	t.Run("kill -9 of the daemon loses nothing and leaves no VM", func(t *testing.T) {
+		st := e.status("default")
+		if err := syscall.Kill(st.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		// QEMU dies with its daemon (PDEATHSIG); the lock is the kernel's, so it is free.
+		deadline := time.Now().Add(30 * time.Second)
+		for e.status("default").State != api.StateStopped && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		for {
+			leftover := false
+			procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+			for _, p := range procs {
+				b, _ := os.ReadFile(p)
+				if bytes.Contains(b, []byte(filepath.Join(e.home, "default"))) {
+					leftover = true
+				}
+			}
+			if !leftover {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the VM outlived its killed daemon")
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		e.mustBerth("start")
+		e.mustDocker("image", "inspect", image)
+		if out := e.mustDocker("run", "--rm", "-v", "keep:/data", image, "cat", "/data/f"); strings.TrimSpace(out) != "kept" {
+			t.Errorf("volume content after a crash: %q", out)
 		}
 	})
 
