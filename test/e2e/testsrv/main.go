@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command testsrv is the end-to-end suite's server and client inside containers and
 // network namespaces: a static binary with no dependencies, since nothing can be pulled.
 //
