@@ -138,6 +138,9 @@ func (d *Daemon) run(ctx context.Context) error {
 	if err := os.MkdirAll(runDir, 0o700); err != nil {
 		return err
 	}
+	// Only sockets of this run live there (QMP, agent port, virtiofsd); their servers do not
+	// all remove them, so the directory is emptied when the run ends.
+	defer clearDir(runDir)
 
 	vmShares, err := d.prepareShares(ctx, runDir)
 	defer d.stopShares()
@@ -652,4 +655,12 @@ func prepareDataDisk(path string, sizeGiB int) error {
 		return fmt.Errorf("failed to size data disk %s to %d GiB: %w", path, sizeGiB, err)
 	}
 	return nil
+}
+
+// clearDir removes what is inside dir.
+func clearDir(dir string) {
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		os.RemoveAll(filepath.Join(dir, e.Name()))
+	}
 }
