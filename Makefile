@@ -16,9 +16,10 @@ LDFLAGS     := -s -w -X main.version=$(VERSION) -X github.com/berth-dev/berth/gu
 E2E_TIMEOUT ?= 75m
 
 # Debian packages the build and the tests need (installed by `make deps` when missing).
-DEB_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils e2fsprogs cpio kmod busybox-static iproute2 curl
+DEB_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils e2fsprogs cpio kmod busybox-static iproute2 curl \
+                dpkg-dev zstd osslsigncode openssl wixl msitools
 
-.PHONY: help deps build agents image install-image run test test-unit test-e2e bench lint cross typecheck-darwin sign-darwin clean
+.PHONY: help deps build agents image install-image run test test-unit test-e2e bench lint cross typecheck-darwin sign-darwin install uninstall bundle deb msi app-darwin clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -104,6 +105,30 @@ sign-darwin: ## on macOS: build berth with cgo (vz) and sign it with the virtual
 
 typecheck-darwin: ## type-check every darwin file (vm/vz included) against the real Code-Hex/vz source
 	$(GO) run ./installer/typecheck ./...
+
+install: build ## install berth for this user: ~/.local/bin, shell completions, docker context, and the guest image `make image` built (INSTALL_FLAGS: e.g. --start-at-login)
+	$(BIN)/berth install $(INSTALL_FLAGS)
+
+uninstall: build ## remove what `make install` added (UNINSTALL_FLAGS=--data also deletes every instance and its data)
+	$(BIN)/berth uninstall $(UNINSTALL_FLAGS)
+
+bundle: image ## guest image bundles for download: _output/bundle/berth-image-<version>-<arch>.tar.gz + .sha256
+	@for a in $(IMAGE_ARCHES); do \
+	  installer/bundle/bundle.sh --arch $$a --version $(VERSION) --image $(IMAGE_OUT)/$$a --out $(OUT)/bundle; \
+	done
+
+deb: build image ## Debian package (berth, berth-tray if built, this arch's guest image, completions, systemd user unit) under _output/deb
+	installer/deb/build.sh --version $(VERSION) --arch $(HOST_ARCH) --bin $(BIN)/berth $(if $(wildcard $(BIN)/berth-tray),--tray $(BIN)/berth-tray) --image-dir $(IMAGE_OUT) --out $(OUT)/deb
+
+msi: cross ## Windows installer under _output/windows (Authenticode-signed when BERTH_WIN_PFX or BERTH_WIN_CERT/BERTH_WIN_KEY are set)
+	installer/windows/build.sh --version $(VERSION) --cross $(OUT)/cross --out $(OUT)/windows $(if $(BERTH_WIN_PFX)$(BERTH_WIN_CERT),--sign)
+
+app-darwin: ## on macOS: Berth.app and its .dmg under _output/macos, signed (BERTH_SIGN_IDENTITY for a named identity)
+	@[ "$$(uname -s)" = Darwin ] || { echo "app-darwin needs macOS (codesign, hdiutil and the macOS SDK)" >&2; exit 1; }
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT)/macos/bin/berth ./cmd/berth
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT)/macos/bin/berth-tray ./cmd/berth-tray
+	installer/macos/bundle.sh --version $(VERSION) --cli $(OUT)/macos/bin/berth --tray $(OUT)/macos/bin/berth-tray \
+	  --image-dir $(IMAGE_OUT) --out $(OUT)/macos --sign --dmg
 
 clean: ## remove build outputs (the image download cache too)
 	rm -rf $(OUT)

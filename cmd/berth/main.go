@@ -46,6 +46,9 @@ func newRootCommand() *cobra.Command {
 		newShellCommand(),
 		newVersionCommand(),
 		newHostdCommand(),
+		newInstallCommand(),
+		newUninstallCommand(),
+		newCompletionCommand(),
 	)
 	return root
 }

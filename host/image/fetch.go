@@ -127,6 +127,11 @@ func Fetch(ctx context.Context, o FetchOptions) error {
 	return fmt.Errorf("failed to download %s after %d attempts: %w (kept %s to resume)", raw, o.Attempts, lastErr, part)
 }
 
+// RemoteSHA256 returns the sha256 a bundle's URL.sha256 names ({arch} already expanded).
+func RemoteSHA256(ctx context.Context, url string) (string, error) {
+	return fetchChecksum(ctx, defaultClient, url+".sha256")
+}
+
 // fetchChecksum reads a sha256sum-style file: "<64 hex digits>[  name]".
 func fetchChecksum(ctx context.Context, c *http.Client, u string) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)

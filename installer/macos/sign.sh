@@ -1,7 +1,9 @@
 #!/bin/sh
 # Sign berth binaries with the virtualization entitlement (installer/macos/berth.entitlements).
 #
-#   installer/macos/sign.sh bin/berth [more binaries...]
+#   installer/macos/sign.sh bin/berth [more binaries or .app bundles...]
+#
+# A bundle (Berth.app, see bundle.sh) is signed as a whole after the binaries nested in it.
 #
 # Ad hoc (codesign -s -) by default, which is what a local build needs. With
 # BERTH_SIGN_IDENTITY set ("Developer ID Application: Example (TEAMID)" or its SHA-1) the
@@ -34,7 +36,7 @@ fi
 flags="${BERTH_SIGN_FLAGS-$default_flags}"
 
 for bin in "$@"; do
-	if [ ! -f "$bin" ]; then
+	if [ ! -f "$bin" ] && ! { [ -d "$bin" ] && [ "${bin%.app}" != "$bin" ]; }; then
 		echo "sign.sh: $bin: no such file" >&2
 		exit 1
 	fi
