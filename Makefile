@@ -19,7 +19,7 @@ E2E_TIMEOUT ?= 75m
 DEB_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils e2fsprogs cpio kmod busybox-static iproute2 curl \
                 dpkg-dev zstd osslsigncode openssl wixl msitools
 
-.PHONY: help deps build agents image install-image run test test-unit test-e2e bench lint cross typecheck-darwin sign-darwin install uninstall bundle deb msi app-darwin clean
+.PHONY: help deps build agents image install-image run test test-unit test-e2e bench lint cross typecheck-darwin sign-darwin install uninstall bundle deb msi app-darwin wsl-rootfs clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,11 @@ agents:
 image: deps agents ## build (or reuse) the guest images under _output/image/<arch>
 	@for a in $(IMAGE_ARCHES); do \
 	  installer/image/build.sh --arch $$a --agent $(BIN)/linux_$$a/berth-agent --out $(IMAGE_OUT)/$$a; \
+	done
+
+wsl-rootfs: image ## the root tarball the Windows (WSL2) driver imports: _output/image/<arch>/rootfs.tar
+	@for a in $(IMAGE_ARCHES); do \
+	  installer/image/wsl-rootfs.sh --image $(IMAGE_OUT)/$$a --agent $(BIN)/linux_$$a/berth-agent --out $(IMAGE_OUT)/$$a/rootfs.tar; \
 	done
 
 install-image: image ## copy the guest images to ~/.berth/_images

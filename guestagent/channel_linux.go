@@ -29,11 +29,17 @@ func RunServe(log *slog.Logger) error {
 		policy = cl["berth.listeners"]
 	}
 	ports := &PortWatcher{DockerSocket: eng.Socket, Listeners: policy, Log: log.With("component", "ports")}
+	powerOff := PowerOff
+	if OnWSL() {
+		// All WSL distributions share one VM: a shutdown ends this agent (and with it the
+		// wsl.exe process the host watches), never the VM.
+		powerOff = func() { os.Exit(0) }
+	}
 	srv := NewServer(ServeOptions{
 		Ports:    ports,
 		Engine:   eng,
 		Logs:     map[string]string{"agent": AgentLogPath, "engine": eng.LogPath},
-		PowerOff: PowerOff,
+		PowerOff: powerOff,
 	}, boot, log)
 	if err := eng.Start(); err != nil {
 		log.Error("engine failed to start", "err", err)
@@ -110,4 +116,13 @@ func FindSerialPort(sysDir, name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no virtio-serial port named %q under %s", name, sysDir)
+}
+
+// OnWSL reports whether the agent runs in a WSL2 distribution rather than its own VM.
+func OnWSL() bool {
+	if os.Getenv("WSL_DISTRO_NAME") != "" {
+		return true
+	}
+	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.Contains(strings.ToLower(string(b)), "microsoft")
 }
