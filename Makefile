@@ -17,9 +17,10 @@ E2E_TIMEOUT ?= 75m
 
 # Debian packages the build and the tests need (installed by `make deps` when missing).
 DEB_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils e2fsprogs cpio kmod busybox-static iproute2 curl \
-                dpkg-dev zstd osslsigncode openssl wixl msitools
+                dpkg-dev zstd osslsigncode openssl wixl msitools \
+                gcc libgl1-mesa-dev xorg-dev xvfb dbus-daemon gcc-mingw-w64-x86-64
 
-.PHONY: help deps build agents image install-image run test test-unit test-e2e bench lint cross typecheck-darwin sign-darwin install uninstall bundle deb msi app-darwin wsl-rootfs clean
+.PHONY: help deps build agents tray image install-image run test test-unit test-e2e bench lint cross typecheck-darwin sign-darwin install uninstall bundle deb msi app-darwin wsl-rootfs clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -38,6 +39,10 @@ build: ## build berth for this machine and berth-agent for every guest architect
 	@mkdir -p $(BIN)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth ./cmd/berth
 	@$(MAKE) --no-print-directory agents
+	@$(MAKE) --no-print-directory tray
+
+tray: ## build berth-tray (cgo, fyne; needs libgl1-mesa-dev xorg-dev)
+	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth-tray ./cmd/berth-tray
 
 agents:
 	@for a in $(IMAGE_ARCHES); do \
@@ -75,19 +80,22 @@ test-unit: ## go vet and the unit tests (no VM)
 	$(GO) vet ./...
 	$(GO) test -count=1 ./...
 
-test-e2e: deps build image ## end-to-end suite: real VMs, the real docker CLI
+test-e2e: deps build image ## end-to-end suite: real VMs, the real docker CLI, the tray under Xvfb
 	BERTH_BIN=$(abspath $(BIN)/berth) BERTH_IMAGES=$(abspath $(IMAGE_OUT)) \
+	  BERTH_TRAY_BIN=$(abspath $(BIN)/berth-tray) BERTH_ARTIFACTS=$(abspath $(OUT)/artifacts) \
 	  test/run-e2e.sh $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) ./test/e2e/
+	@echo "tray screenshot: $(abspath $(OUT)/artifacts)/tray-containers.png"
 
-bench: deps build image ## start-up phases vs a bare kernel boot, as ratios
-	BERTH_BIN=$(abspath $(BIN)/berth) BERTH_IMAGES=$(abspath $(IMAGE_OUT)) \
+bench: deps build image ## start phases vs a bare boot, port and share throughput, tray idle CPU: ratios in one run
+	BERTH_BIN=$(abspath $(BIN)/berth) BERTH_IMAGES=$(abspath $(IMAGE_OUT)) BERTH_TRAY_BIN=$(abspath $(BIN)/berth-tray) \
 	  test/run-e2e.sh $(GO) test -tags e2e -count=1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./test/e2e/
 
 lint: ## gofmt and go vet for every shipped platform
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed" >&2; exit 1; }
 	$(GO) vet ./...
 	GOOS=windows $(GO) vet ./...
-	GOOS=darwin CGO_ENABLED=0 $(GO) vet ./...
+	# fyne needs cgo on darwin; typecheck-darwin covers gui and the tray with cgo on.
+	GOOS=darwin CGO_ENABLED=0 $(GO) vet $$($(GO) list ./... | grep -v -e /gui -e /cmd/berth-tray)
 
 CROSS_BERTH := darwin/amd64 darwin/arm64 windows/amd64 linux/amd64 linux/arm64
 CROSS_AGENT := linux/amd64 linux/arm64
@@ -98,6 +106,8 @@ cross: ## build berth for every shipped platform (darwin without cgo) and the ag
 	  echo "berth $$os/$$arch"; \
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT)/cross/$$os-$$arch/berth$$ext ./cmd/berth; \
 	done
+	@echo "berth-tray windows/amd64 (cgo, mingw)"
+	CGO_ENABLED=1 CC=x86_64-w64-mingw32-gcc GOOS=windows GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS) -H=windowsgui' -o $(OUT)/cross/windows-amd64/berth-tray.exe ./cmd/berth-tray
 	@for p in $(CROSS_AGENT); do \
 	  os=$${p%/*}; arch=$${p#*/}; echo "berth-agent $$os/$$arch"; \
 	  CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT)/cross/$$os-$$arch/berth-agent ./cmd/berth-agent; \

@@ -1,0 +1,110 @@
+package gui
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/berth-dev/berth/host/store"
+)
+
+// BindAddresses are the choices for where published ports are bound on the host.
+var BindAddresses = []string{"127.0.0.1", "0.0.0.0"}
+
+// PrefsForm is the Preferences window's content as the user typed it. The instance
+// settings (CPUs, memory, disk, port bind address) live in the instance's berth.yaml and
+// apply on the next start; the tray's own settings (quit behaviour, start at login) apply
+// at once.
+//
+// File sharing is configured by another section (shares in berth.yaml): it will get its
+// own fields here and in Apply; the shares of the loaded config are kept untouched.
+type PrefsForm struct {
+	CPUs            string
+	Memory          string // GiB
+	Disk            string // GiB; grow only
+	PortBindAddress string
+	StopOnQuit      bool // Quit stops the VM too (else it keeps running)
+	StartAtLogin    bool
+}
+
+// NewPrefsForm fills the form from the instance config and the tray's settings.
+func NewPrefsForm(cfg store.Config, stopOnQuit, startAtLogin bool) PrefsForm {
+	return PrefsForm{
+		CPUs:            strconv.Itoa(cfg.CPUs),
+		Memory:          strconv.Itoa(cfg.Memory),
+		Disk:            strconv.Itoa(cfg.Disk),
+		PortBindAddress: cfg.PortBindAddress,
+		StopOnQuit:      stopOnQuit,
+		StartAtLogin:    startAtLogin,
+	}
+}
+
+// Apply returns cur with the form's instance settings, validated with the same rules as
+// berth.yaml (store.Config.Validate) plus the data disk's grow-only rule.
+func (f PrefsForm) Apply(cur store.Config) (store.Config, error) {
+	cfg := cur
+	var errs []error
+	num := func(field, s string, dst *int) {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %q is not a whole number", field, s))
+			return
+		}
+		*dst = n
+	}
+	num("cpus", f.CPUs, &cfg.CPUs)
+	num("memory", f.Memory, &cfg.Memory)
+	num("disk", f.Disk, &cfg.Disk)
+	cfg.PortBindAddress = f.PortBindAddress
+	if len(errs) > 0 {
+		return cur, errors.Join(errs...)
+	}
+	if cfg.Disk < cur.Disk {
+		return cur, fmt.Errorf("disk: %d GiB is smaller than the current %d GiB: the data disk can only grow", cfg.Disk, cur.Disk)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cur, err
+	}
+	return cfg, nil
+}
+
+// NeedsRestart reports whether a running VM must restart to use the new config.
+func NeedsRestart(old, cfg store.Config) bool {
+	return old.CPUs != cfg.CPUs || old.Memory != cfg.Memory || old.Disk != cfg.Disk ||
+		old.PortBindAddress != cfg.PortBindAddress
+}
+
+// Config returns the instance's config, or the defaults for an instance not created yet.
+func (c *Controller) Config() (store.Config, error) {
+	cfg, err := c.inst.Config()
+	if errors.Is(err, fs.ErrNotExist) {
+		return store.DefaultConfig(), nil
+	}
+	return cfg, err
+}
+
+// SavePrefs validates the form's instance settings and writes berth.yaml (creating the
+// instance on first use). It reports whether the running VM must restart to apply them.
+func (c *Controller) SavePrefs(f PrefsForm) (restart bool, err error) {
+	cur, err := c.Config()
+	if err != nil {
+		return false, err
+	}
+	cfg, err := f.Apply(cur)
+	if err != nil {
+		return false, err
+	}
+	if _, statErr := os.Stat(c.inst.Path(store.ConfigFile)); errors.Is(statErr, fs.ErrNotExist) {
+		if _, err := store.Create(c.inst.Name, cfg); err != nil {
+			return false, err
+		}
+		return false, nil
+	}
+	if err := c.inst.SaveConfig(cfg); err != nil {
+		return false, err
+	}
+	return c.inst.DaemonPID() != 0 && NeedsRestart(cur, cfg), nil
+}
