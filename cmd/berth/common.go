@@ -32,6 +32,19 @@ func openInstance(cmd *cobra.Command, args []string) (*store.Instance, error) {
 	return store.Open(name)
 }
 
+// runningInstance opens an instance that must be running: the commands that talk to the
+// guest (ports, mounts, shell) share this check and its message.
+func runningInstance(cmd *cobra.Command, args []string) (*store.Instance, error) {
+	inst, err := openInstance(cmd, args)
+	if err != nil {
+		return nil, err
+	}
+	if inst.DaemonPID() == 0 {
+		return nil, fmt.Errorf("instance %q is not running; start it with `berth start %s`", inst.Name, inst.Name)
+	}
+	return inst, nil
+}
+
 func printJSON(v any) error {
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")

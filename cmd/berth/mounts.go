@@ -14,12 +14,9 @@ func newMountsCommand() *cobra.Command {
 		Short: "List the host directories shared with the VM",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			inst, err := openInstance(cmd, args)
+			inst, err := runningInstance(cmd, args)
 			if err != nil {
 				return err
-			}
-			if inst.DaemonPID() == 0 {
-				return fmt.Errorf("instance %q is not running; its configured shares are in %s", inst.Name, inst.Path("berth.yaml"))
 			}
 			mounts, err := instance.Client(inst).Mounts(cmd.Context())
 			if err != nil {

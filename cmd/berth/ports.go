@@ -16,12 +16,9 @@ func newPortsCommand() *cobra.Command {
 		Short: "List the ports forwarded from the VM to this machine",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			inst, err := openInstance(cmd, args)
+			inst, err := runningInstance(cmd, args)
 			if err != nil {
 				return err
-			}
-			if inst.DaemonPID() == 0 {
-				return fmt.Errorf("instance %q is not running", inst.Name)
 			}
 			ports, err := instance.Client(inst).Ports(cmd.Context())
 			if err != nil {

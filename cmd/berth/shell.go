@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"sync"
@@ -28,12 +27,9 @@ func newShellCommand() *cobra.Command {
 			if len(instArgs) > 1 {
 				return errors.New("too many arguments: put the command after --")
 			}
-			inst, err := openInstance(cmd, instArgs)
+			inst, err := runningInstance(cmd, instArgs)
 			if err != nil {
 				return err
-			}
-			if inst.DaemonPID() == 0 {
-				return fmt.Errorf("instance %q is not running; start it with `berth start %s`", inst.Name, inst.Name)
 			}
 			code, err := runExec(cmd, instance.Client(inst), command)
 			if err != nil {
