@@ -38,7 +38,6 @@ const (
 	rootRO      = "/mnt/root-ro" // the read-only root image, in the initramfs
 	rootRW      = "/mnt/rw"      // tmpfs holding the overlay's upper and work dirs
 	newRoot     = "/newroot"     // the overlay, which becomes /
-	dataMount   = "/var/lib/berth"
 	diskTimeout = 10 * time.Second
 )
 

@@ -130,6 +130,8 @@ func (s *Server) handle(ctx context.Context, st *yamux.Stream) {
 		err = s.notify(ctx, st)
 	case proto.TypePorts:
 		err = s.ports(ctx, st)
+	case proto.TypeDisk:
+		err = s.disk(ctx, st)
 	case proto.TypeForward:
 		err = s.forwardTCP(ctx, st, req.IP, req.Port)
 	case proto.TypeUDP:
@@ -171,7 +173,7 @@ func (s *Server) Info(ctx context.Context) *proto.Info {
 		in.Engine = s.opts.Engine.State()
 		in.EngineVersion = s.opts.Engine.Version()
 	}
-	in.DataDisk = diskUsage("/var/lib/berth")
+	in.DataDisk = diskUsage(dataMount)
 	return in
 }
 

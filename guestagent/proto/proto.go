@@ -80,6 +80,20 @@ type DiskUsage struct {
 	Used  uint64 `json:"used"`
 }
 
+// TypeDisk is a stream on which the agent writes the data disk's DiskUsage as one JSON line
+// now and whenever it changed by at least 1% of the disk or crossed DiskNearlyFull. It is
+// an addition within Version 1: an older agent answers it with an unknown-type error.
+const TypeDisk = "disk"
+
+// DiskNearlyFull is the share of the data disk above which it counts as nearly full: the
+// agent reports a crossing at once and the tray warns.
+const DiskNearlyFull = 0.90
+
+// NearlyFull reports whether more than DiskNearlyFull of the disk is used.
+func (u DiskUsage) NearlyFull() bool {
+	return u.Total > 0 && u.Used*100 > u.Total*uint64(DiskNearlyFull*100)
+}
+
 // EngineState is the Docker engine's state as the agent sees it.
 type EngineState string
 

@@ -100,3 +100,21 @@ func TestPipeHalfClose(t *testing.T) {
 		t.Errorf("got %d bytes, want %d", len(got), len(payload))
 	}
 }
+
+func TestDiskNearlyFull(t *testing.T) {
+	for _, c := range []struct {
+		u    DiskUsage
+		want bool
+	}{
+		{DiskUsage{}, false},
+		{DiskUsage{Total: 100, Used: 90}, false},
+		{DiskUsage{Total: 100, Used: 91}, true},
+		{DiskUsage{Total: 16 << 40, Used: 16<<40 - 1}, true}, // no overflow on a 16 TiB disk
+		{DiskUsage{Total: 4 << 30, Used: 4 << 30 * 9 / 10}, false},
+		{DiskUsage{Total: 4 << 30, Used: 4<<30*9/10 + 1}, true},
+	} {
+		if got := c.u.NearlyFull(); got != c.want {
+			t.Errorf("%+v.NearlyFull() = %v, want %v", c.u, got, c.want)
+		}
+	}
+}

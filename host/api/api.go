@@ -55,14 +55,26 @@ type PhaseTiming struct {
 
 // Event is one line of GET /v1/events (newline-delimited JSON).
 type Event struct {
-	Time    time.Time `json:"time"`
-	State   string    `json:"state"`
-	Phase   string    `json:"phase,omitempty"`
-	Message string    `json:"message,omitempty"`
-	Error   string    `json:"error,omitempty"`
+	Time time.Time `json:"time"`
+	// Type is empty for state, phase and problem events, or EventDisk. Every event carries
+	// the current State, so a client that knows no types can still follow the state.
+	Type    string `json:"type,omitempty"`
+	State   string `json:"state"`
+	Phase   string `json:"phase,omitempty"`
+	Message string `json:"message,omitempty"`
+	Error   string `json:"error,omitempty"`
 	// Done marks the completion of Phase (otherwise the event starts it).
 	Done bool `json:"done,omitempty"`
+	// Disk is the guest's data-disk usage, on EventDisk events.
+	Disk *proto.DiskUsage `json:"disk,omitempty"`
 }
+
+// Event types.
+const (
+	// EventDisk: the guest's data-disk usage changed (by at least 1% of the disk, or it
+	// crossed proto.DiskNearlyFull); Status.Guest.DataDisk now holds the same value.
+	EventDisk = "disk"
+)
 
 // StopRequest is POST /v1/stop.
 type StopRequest struct {

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 
 	"github.com/berth-dev/berth/guestagent/proto"
@@ -89,3 +91,24 @@ func (a *agentClient) info(ctx context.Context) (*proto.Info, error) {
 }
 
 func (a *agentClient) close() { a.sess.Close() }
+
+// followUpdates opens a stream of type typ on which the agent writes a JSON value of T a
+// line (ports, disk), and applies each until the stream ends or ctx does.
+func followUpdates[T any](ctx context.Context, agent *agentClient, typ string, log *slog.Logger, apply func(T)) error {
+	st, _, err := agent.open(ctx, proto.Request{Type: typ})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	go func() { <-ctx.Done(); st.Close() }()
+	sc := proto.Scanner(st)
+	for sc.Scan() {
+		var v T
+		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+			log.Warn("bad update from the agent", "stream", typ, "err", err)
+			continue
+		}
+		apply(v)
+	}
+	return sc.Err()
+}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -338,6 +339,12 @@ func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit <-chan error) err
 	}()
 	d.setState(api.StateRunning, "", nil)
 	d.inst.WriteState(store.State{State: api.StateRunning, PID: os.Getpid(), StartedAt: d.startedAt})
+	// Disk events start after Running, so that a start's progress never shows one.
+	go func() {
+		if err := d.followDisk(ctx, agent); err != nil && ctx.Err() == nil {
+			d.log.Warn("disk usage stream ended", "err", err)
+		}
+	}()
 	return nil
 }
 
@@ -549,7 +556,11 @@ func (d *Daemon) publish(ev api.Event) {
 	ev.Time = time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	// A run has a few dozen events at most (phases and state changes).
+	// A run has a few dozen events at most (phases and state changes). Disk events come
+	// for as long as the instance runs: only the latest stays, as the current usage.
+	if ev.Type == api.EventDisk {
+		d.history = slices.DeleteFunc(d.history, func(e api.Event) bool { return e.Type == api.EventDisk })
+	}
 	if len(d.history) < 1000 {
 		d.history = append(d.history, ev)
 	}

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -69,22 +68,7 @@ func newPortManager(agent func() *agentClient, bindAll bool, log *slog.Logger, n
 
 // follow applies every list the agent sends until the stream ends.
 func (m *portManager) follow(ctx context.Context) error {
-	st, _, err := m.agent().open(ctx, proto.Request{Type: proto.TypePorts})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	go func() { <-ctx.Done(); st.Close() }()
-	sc := proto.Scanner(st)
-	for sc.Scan() {
-		var list []proto.Port
-		if err := json.Unmarshal(sc.Bytes(), &list); err != nil {
-			m.log.Warn("bad port list", "err", err)
-			continue
-		}
-		m.sync(list)
-	}
-	return sc.Err()
+	return followUpdates(ctx, m.agent(), proto.TypePorts, m.log, m.sync)
 }
 
 // sync opens forwards for new ports and closes the ones that went away. A port that

@@ -1,0 +1,68 @@
+package guestagent
+
+import (
+	"context"
+	"time"
+
+	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/hashicorp/yamux"
+)
+
+// diskInterval is how often the data disk's usage is read while a host follows it: one
+// statfs and nothing else, so an idle guest stays idle.
+const diskInterval = 30 * time.Second
+
+// disk writes the data disk's usage now and whenever it changed enough to tell the host
+// (see diskChanged), until the host closes the stream.
+func (s *Server) disk(ctx context.Context, st *yamux.Stream) error {
+	if err := reply(st, nil); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	usage := func() proto.DiskUsage { return diskUsage(dataMount) }
+	return writeUpdates(ctx, st, watchDisk(ctx, usage, diskInterval))
+}
+
+// watchDisk reads usage now and every interval, and sends each reading that diskChanged
+// says the receiver should have, until ctx ends.
+func watchDisk(ctx context.Context, usage func() proto.DiskUsage, interval time.Duration) <-chan proto.DiskUsage {
+	ch := make(chan proto.DiskUsage)
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		var sent proto.DiskUsage // nothing yet: the first readable value goes out
+		for {
+			if cur := usage(); diskChanged(sent, cur) {
+				select {
+				case ch <- cur:
+					sent = cur
+				case <-ctx.Done():
+					return
+				}
+			}
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return ch
+}
+
+// diskChanged reports whether usage cur should be sent to a host that was last sent prev:
+// it moved by at least 1% of the disk, or crossed proto.DiskNearlyFull in either direction.
+// A failed reading (zero total) is never sent.
+func diskChanged(prev, cur proto.DiskUsage) bool {
+	switch {
+	case cur.Total == 0:
+		return false
+	case cur.Total != prev.Total:
+		return true // the first reading (or a disk of another size)
+	case cur.NearlyFull() != prev.NearlyFull():
+		return true
+	}
+	delta := max(cur.Used, prev.Used) - min(cur.Used, prev.Used)
+	return delta*100 >= cur.Total
+}
