@@ -18,7 +18,7 @@ E2E_TIMEOUT ?= 75m
 # Debian packages the build and the tests need (installed by `make deps` when missing).
 DEB_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils e2fsprogs cpio kmod busybox-static iproute2 curl \
                 dpkg-dev zstd osslsigncode openssl wixl msitools \
-                gcc libgl1-mesa-dev xorg-dev xvfb dbus-daemon gcc-mingw-w64-x86-64
+                gcc libgl1-mesa-dev xorg-dev xvfb dbus-daemon xclip gcc-mingw-w64-x86-64
 
 .PHONY: help deps build agents tray image install-image run test test-unit test-e2e bench lint cross typecheck-darwin sign-darwin install uninstall bundle deb msi app-darwin wsl-rootfs clean
 
@@ -95,7 +95,7 @@ lint: ## gofmt and go vet for every shipped platform
 	$(GO) vet ./...
 	GOOS=windows $(GO) vet ./...
 	# fyne needs cgo on darwin; typecheck-darwin covers gui and the tray with cgo on.
-	GOOS=darwin CGO_ENABLED=0 $(GO) vet $$($(GO) list ./... | grep -v -e /gui -e /cmd/berth-tray)
+	GOOS=darwin CGO_ENABLED=0 $(GO) vet $$(GOOS=darwin CGO_ENABLED=0 $(GO) list ./... 2>/dev/null | grep -v -e /gui -e /cmd/berth-tray)
 
 CROSS_BERTH := darwin/amd64 darwin/arm64 windows/amd64 linux/amd64 linux/arm64
 CROSS_AGENT := linux/amd64 linux/arm64

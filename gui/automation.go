@@ -38,10 +38,14 @@ type AutomationState struct {
 	Containers []Container `json:"containers"`
 }
 
+// ScreenshotFunc shows a window (Window*) and writes it to path as PNG, returning where
+// the pixels came from (Source*): WindowProcs.Screenshot in the tray process, Screenshot
+// where the windows are in-process.
+type ScreenshotFunc func(window, path string) (string, error)
+
 // ServeAutomation serves the hook on sock until ctx ends. doWait runs a function on the
-// UI goroutine and waits for it (fyne.DoAndWait); fallback (may be nil) captures a window
-// whose Canvas.Capture comes back blank.
-func ServeAutomation(ctx context.Context, sock string, u *UI, doWait func(func()), fallback Capturer) error {
+// tray's Do goroutine and waits for it.
+func ServeAutomation(ctx context.Context, sock string, t *Tray, doWait func(func()), shoot ScreenshotFunc) error {
 	os.Remove(sock)
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -55,15 +59,15 @@ func ServeAutomation(ctx context.Context, sock string, u *UI, doWait func(func()
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, r *http.Request) {
 		var st AutomationState
 		doWait(func() {
-			s := u.ctrl.Snapshot()
+			s := t.ctrl.Snapshot()
 			st = AutomationState{Look: s.Look().String(), Headline: s.Headline(), State: s.State, Busy: s.Busy,
-				Error: s.Error, Menu: u.MenuState(), Containers: s.Containers}
+				Error: s.Error, Menu: t.MenuState(), Containers: s.Containers}
 		})
 		writeAutomationJSON(w, http.StatusOK, st)
 	})
 	mux.HandleFunc("POST /click", func(w http.ResponseWriter, r *http.Request) {
 		var err error
-		doWait(func() { err = u.Click(r.URL.Query().Get("item")) })
+		doWait(func() { err = t.Click(r.URL.Query().Get("item")) })
 		if err != nil {
 			writeAutomationJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
 			return
@@ -77,7 +81,11 @@ func ServeAutomation(ctx context.Context, sock string, u *UI, doWait func(func()
 			writeAutomationJSON(w, http.StatusBadRequest, map[string]string{"error": "path must be absolute"})
 			return
 		}
-		source, err := Screenshot(u, q.Get("window"), path, doWait, fallback)
+		window := q.Get("window")
+		if window == "" {
+			window = WindowContainers
+		}
+		source, err := shoot(window, path)
 		if err != nil {
 			writeAutomationJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			return
@@ -99,25 +107,20 @@ func writeAutomationJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// Screenshot shows a window and writes its canvas (fyne's Canvas.Capture) to path as PNG.
-// It returns where the pixels came from (Source*).
+// Screenshot shows one of u's windows and writes its canvas (fyne's Canvas.Capture) to
+// path as PNG. doWait runs a function on the UI goroutine and waits for it
+// (fyne.DoAndWait); fallback (may be nil) captures a window whose Canvas.Capture comes
+// back blank. It returns where the pixels came from (Source*).
 func Screenshot(u *UI, window, path string, doWait func(func()), fallback Capturer) (string, error) {
 	var win fyne.Window
+	var err error
 	doWait(func() {
-		switch window {
-		case "containers", "":
-			u.ShowContainers()
-			win = u.ContainersWindow()
-		case "preferences":
-			u.ShowPreferences()
-			win = u.PreferencesWindow()
-		case "logs":
-			u.ShowLogs()
-			win = u.logs.win
+		if err = u.Show(window); err == nil {
+			win = u.Window(window)
 		}
 	})
-	if win == nil {
-		return "", fmt.Errorf("no window %q (containers, preferences, logs)", window)
+	if err != nil {
+		return "", err
 	}
 	// A window just mapped needs a few frames before its framebuffer holds the content.
 	var img image.Image

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/dockerctx"
 	"github.com/berth-dev/berth/host/instance"
@@ -55,7 +56,7 @@ type Controller struct {
 	engineSock    string
 	engineCancel  context.CancelFunc
 	engine        *Engine
-	diskWarned    string // identity of the daemon run already warned about its disk
+	diskWarned    string // identity of the daemon run warned about its disk; "" once re-armed
 	silent        int    // failed status reads in a row from a daemon that holds the lock
 	actionRunning bool
 }
@@ -248,6 +249,8 @@ func (c *Controller) applyEvent(ctx context.Context, client *api.Client, ev api.
 		c.stopEngine()
 		c.update(func(s *Snapshot) { s.Containers, s.EngineReady, s.EngineError = nil, false, "" })
 		return
+	case ev.Type == api.EventDisk && ev.Disk != nil:
+		c.applyDisk(*ev.Disk)
 	case ev.Error != "":
 		// A port that could not be forwarded, a share that did not mount: problems the
 		// VM survives.
@@ -299,18 +302,39 @@ func (c *Controller) setOffline() {
 	})
 }
 
-// checkDisk warns once per daemon run when the data disk is nearly full.
+// applyDisk takes the data-disk usage of a disk event into the snapshot's status, as the
+// daemon did into its own, and warns if the disk is now nearly full.
+func (c *Controller) applyDisk(u proto.DiskUsage) {
+	var st api.Status
+	c.update(func(s *Snapshot) {
+		// A new Info: snapshots handed out earlier share the old one.
+		var g proto.Info
+		if s.Status.Guest != nil {
+			g = *s.Status.Guest
+		}
+		g.DataDisk = u
+		s.Status.Guest = &g
+		st = s.Status
+	})
+	c.checkDisk(st)
+}
+
+// checkDisk warns when the data disk is nearly full: once per crossing in a daemon run,
+// however many statuses and events show it full. Usage must fall below DiskRearm before
+// the next crossing warns again.
 func (c *Controller) checkDisk(st api.Status) {
 	msg := diskWarning(st)
-	if msg == "" {
-		return
-	}
 	id := fmt.Sprintf("%d@%s", st.PID, st.StartedAt)
 	c.mu.Lock()
 	warned := c.diskWarned == id
-	c.diskWarned = id
+	switch {
+	case msg != "":
+		c.diskWarned = id
+	case warned && diskRearmed(st):
+		c.diskWarned = ""
+	}
 	c.mu.Unlock()
-	if !warned {
+	if msg != "" && !warned {
 		c.notify("berth: data disk nearly full", msg)
 	}
 }

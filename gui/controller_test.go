@@ -3,11 +3,13 @@ package gui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/store"
 )
@@ -241,6 +243,76 @@ func TestControllerNotifications(t *testing.T) {
 		}
 	}
 	if n != 1 {
+		t.Errorf("%d disk warnings: %q", n, h.notes.all())
+	}
+}
+
+// diskEvent announces a data-disk usage as hostd does on an update from the agent. The
+// fake's status keeps its old usage: what the controller shows comes from the event.
+func diskEvent(f *fakeHostd, used, total uint64) {
+	u := proto.DiskUsage{Used: used, Total: total}
+	f.publish(api.Event{Type: api.EventDisk, State: f.Status().State, Disk: &u})
+}
+
+func TestControllerDiskWarningDuringARun(t *testing.T) {
+	const gib = 1 << 30
+	h := newHarnessAfter(t, nil, nil, func(h *harness) {
+		f := h.startDaemon()
+		f.setDisk(50*gib, 100*gib)
+		f.run()
+	})
+	f := h.daemon()
+	h.waitState(api.StateRunning)
+	before := h.ctrl.Snapshot()
+	warnings := func() int {
+		n := 0
+		for _, s := range h.notes.all() {
+			if strings.Contains(s, "data disk nearly full") {
+				n++
+			}
+		}
+		return n
+	}
+	// show sends a usage and waits until the snapshot has it.
+	show := func(used uint64) {
+		t.Helper()
+		diskEvent(f, used, 100*gib)
+		waitFor(t, fmt.Sprintf("%d GiB used in the snapshot", used/gib), func() bool {
+			g := h.ctrl.Snapshot().Status.Guest
+			return g != nil && g.DataDisk.Used == used
+		})
+	}
+
+	// Filling up during the run: warned at the crossing, once.
+	show(95 * gib)
+	if !h.notes.has("data disk nearly full: 95% of 100.0 GiB used") {
+		t.Fatalf("no warning at 95%%: %q", h.notes.all())
+	}
+	s := h.ctrl.Snapshot()
+	if s.State != api.StateRunning || s.Status.Guest.EngineVersion != "20.10.24" || diskWarning(s.Status) == "" {
+		t.Errorf("after the disk event: state %s, guest %+v", s.State, s.Status.Guest)
+	}
+	if before.Status.Guest.DataDisk.Used != 50*gib {
+		t.Errorf("a snapshot handed out earlier changed: %+v", before.Status.Guest.DataDisk)
+	}
+	show(97 * gib)
+	// A little cleanup is not enough to warn again at the next crossing...
+	show(88 * gib)
+	show(93 * gib)
+	if n := warnings(); n != 1 {
+		t.Fatalf("%d disk warnings before a real cleanup: %q", n, h.notes.all())
+	}
+	// ...a real one is: filling up again is told again.
+	show(60 * gib)
+	show(92 * gib)
+	if n := warnings(); n != 2 || !h.notes.has("92% of 100.0 GiB used") {
+		t.Fatalf("%d disk warnings after cleaning up and filling again: %q", n, h.notes.all())
+	}
+	// Status reads (here after a port problem) do not repeat it.
+	f.setDisk(92*gib, 100*gib)
+	f.portError("in use")
+	waitFor(t, "the port notification", func() bool { return h.notes.has("in use") })
+	if n := warnings(); n != 2 {
 		t.Errorf("%d disk warnings: %q", n, h.notes.all())
 	}
 }

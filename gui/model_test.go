@@ -7,10 +7,12 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/berth-dev/berth/fileshare"
 	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/store"
@@ -79,11 +81,29 @@ func TestDiskWarning(t *testing.T) {
 	if w := diskWarning(st); !strings.HasPrefix(w, "91% of") {
 		t.Errorf("warning %q", w)
 	}
+
+	// Re-arming: only below 85%, and only with a known usage.
+	for used, want := range map[uint64]bool{91: false, 86: false, 85: false, 84: true, 0: true} {
+		st.Guest.DataDisk.Used = used
+		if got := diskRearmed(st); got != want {
+			t.Errorf("diskRearmed at %d%% = %v, want %v", used, got, want)
+		}
+	}
+	if diskRearmed(api.Status{}) || diskRearmed(api.Status{Guest: &proto.Info{}}) {
+		t.Error("re-armed without a known usage")
+	}
 }
 
 func TestPrefsForm(t *testing.T) {
+	dir := t.TempDir()
+	src, data, file := filepath.Join(dir, "src"), filepath.Join(dir, "data"), filepath.Join(dir, "file")
+	os.MkdirAll(filepath.Join(src, "sub"), 0o755)
+	os.MkdirAll(data, 0o755)
+	os.WriteFile(file, nil, 0o644)
+	// Settings the form does not show are not the defaults, to see that they are kept.
 	cur := store.DefaultConfig()
-	cur.Disk = 64
+	cur.Disk, cur.Arch, cur.Accel, cur.Images, cur.BootTimeout, cur.PortListeners = 64, "arm64", "tcg", "/x/images", 90, "all"
+	cur.Shares = []fileshare.Share{{Path: src, NoNotify: true}}
 	tests := []struct {
 		name    string
 		edit    func(f *PrefsForm)
@@ -100,6 +120,18 @@ func TestPrefsForm(t *testing.T) {
 		{"out of range", func(f *PrefsForm) { f.CPUs = "0" }, "cpus: 0 is out of range", nil},
 		{"memory out of range", func(f *PrefsForm) { f.Memory = "2048" }, "memory: 2048 GiB is out of range", nil},
 		{"bind address", func(f *PrefsForm) { f.PortBindAddress = "192.168.1.1" }, "portBindAddress", nil},
+		{"add a share", func(f *PrefsForm) { f.Shares = append(f.Shares, fileshare.Share{Path: data, ReadOnly: true}) },
+			"", func(c store.Config) bool {
+				return slices.Equal(c.Shares, []fileshare.Share{{Path: src, NoNotify: true}, {Path: data, ReadOnly: true}})
+			}},
+		{"share nothing", func(f *PrefsForm) { f.Shares = nil }, "", func(c store.Config) bool { return len(c.Shares) == 0 }},
+		{"overlapping shares", func(f *PrefsForm) { f.Shares = append(f.Shares, fileshare.Share{Path: src + "/sub"}) },
+			`shares "` + src + `" and "` + src + `/sub" overlap`, nil},
+		{"listed twice", func(f *PrefsForm) { f.Shares = append(f.Shares, fileshare.Share{Path: src + "/"}) }, "listed twice", nil},
+		{"missing share", func(f *PrefsForm) { f.Shares = []fileshare.Share{{Path: dir + "/nope"}} }, `share "` + dir + `/nope": `, nil},
+		{"file share", func(f *PrefsForm) { f.Shares = []fileshare.Share{{Path: file}} }, `share "` + file + `": not a directory`, nil},
+		{"system directory", func(f *PrefsForm) { f.Shares = []fileshare.Share{{Path: "/etc"}} }, `share "/etc": a system directory`, nil},
+		{"relative share", func(f *PrefsForm) { f.Shares = []fileshare.Share{{Path: "src"}} }, `share "src": not an absolute path`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,15 +150,37 @@ func TestPrefsForm(t *testing.T) {
 			if !tt.check(got) {
 				t.Errorf("config %+v", got)
 			}
-			if !slices.Equal(got.Shares, cur.Shares) || got.Accel != cur.Accel {
-				t.Error("settings the form does not show changed")
+			want := cur
+			want.CPUs, want.Memory, want.Disk, want.PortBindAddress, want.Shares = got.CPUs, got.Memory, got.Disk, got.PortBindAddress, got.Shares
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("settings the form does not show changed: %+v, want %+v", got, want)
 			}
 		})
 	}
+
+	// Shares that did not change are left to the start to check: a share on an unplugged
+	// disk does not block the other settings.
+	gone := cur
+	gone.Shares = []fileshare.Share{{Path: dir + "/unplugged"}}
+	f := NewPrefsForm(gone, false, false)
+	f.CPUs = "1"
+	if got, err := f.Apply(gone); err != nil || got.CPUs != 1 {
+		t.Errorf("unchanged missing share: %+v, %v", got, err)
+	}
+	// The form has its own copy of the shares.
+	f.Shares[0].ReadOnly = true
+	if gone.Shares[0].ReadOnly {
+		t.Error("the form edits the config's shares")
+	}
+
 	a := store.DefaultConfig()
 	b := a
 	b.PortBindAddress = "0.0.0.0"
-	if NeedsRestart(a, a) || !NeedsRestart(a, b) {
+	c := a
+	c.Shares = []fileshare.Share{{Path: src, ReadOnly: true}}
+	d := c
+	d.Shares = []fileshare.Share{{Path: src}}
+	if NeedsRestart(a, a) || !NeedsRestart(a, b) || !NeedsRestart(a, c) || !NeedsRestart(c, d) || NeedsRestart(c, c) {
 		t.Error("NeedsRestart")
 	}
 }
@@ -166,6 +220,13 @@ func TestControllerSavePrefs(t *testing.T) {
 	f.Memory = "4"
 	if restart, err := c.SavePrefs(f); err != nil || !restart {
 		t.Errorf("changed while running: restart %v, %v", restart, err)
+	}
+	f.Shares = append(f.Shares, fileshare.Share{Path: t.TempDir(), ReadOnly: true})
+	if restart, err := c.SavePrefs(f); err != nil || !restart {
+		t.Errorf("shares changed while running: restart %v, %v", restart, err)
+	}
+	if got, _ := inst.Config(); !slices.Equal(got.Shares, f.Shares) {
+		t.Errorf("saved shares %+v, want %+v", got.Shares, f.Shares)
 	}
 }
 

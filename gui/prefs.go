@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/berth-dev/berth/fileshare"
 	"github.com/berth-dev/berth/host/store"
 )
 
@@ -15,18 +17,16 @@ import (
 var BindAddresses = []string{"127.0.0.1", "0.0.0.0"}
 
 // PrefsForm is the Preferences window's content as the user typed it. The instance
-// settings (CPUs, memory, disk, port bind address) live in the instance's berth.yaml and
-// apply on the next start; the tray's own settings (quit behaviour, start at login) apply
-// at once.
-//
-// File sharing is configured by another section (shares in berth.yaml): it will get its
-// own fields here and in Apply; the shares of the loaded config are kept untouched.
+// settings (CPUs, memory, disk, port bind address, file shares) live in the instance's
+// berth.yaml and apply on the next start; the tray's own settings (quit behaviour, start
+// at login) apply at once.
 type PrefsForm struct {
 	CPUs            string
 	Memory          string // GiB
 	Disk            string // GiB; grow only
 	PortBindAddress string
-	StopOnQuit      bool // Quit stops the VM too (else it keeps running)
+	Shares          []fileshare.Share // mounted in the VM at the same path; none is valid
+	StopOnQuit      bool              // Quit stops the VM too (else it keeps running)
 	StartAtLogin    bool
 }
 
@@ -37,13 +37,17 @@ func NewPrefsForm(cfg store.Config, stopOnQuit, startAtLogin bool) PrefsForm {
 		Memory:          strconv.Itoa(cfg.Memory),
 		Disk:            strconv.Itoa(cfg.Disk),
 		PortBindAddress: cfg.PortBindAddress,
+		Shares:          slices.Clone(cfg.Shares),
 		StopOnQuit:      stopOnQuit,
 		StartAtLogin:    startAtLogin,
 	}
 }
 
 // Apply returns cur with the form's instance settings, validated with the same rules as
-// berth.yaml (store.Config.Validate) plus the data disk's grow-only rule.
+// berth.yaml (store.Config.Validate) plus the data disk's grow-only rule. Changed shares
+// are checked as a start checks them (fileshare.Validate: existing directories, no system
+// directory, no overlaps); unchanged ones are left to the start, so a share whose disk is
+// unplugged for now does not block saving the other settings.
 func (f PrefsForm) Apply(cur store.Config) (store.Config, error) {
 	cfg := cur
 	var errs []error
@@ -59,6 +63,7 @@ func (f PrefsForm) Apply(cur store.Config) (store.Config, error) {
 	num("memory", f.Memory, &cfg.Memory)
 	num("disk", f.Disk, &cfg.Disk)
 	cfg.PortBindAddress = f.PortBindAddress
+	cfg.Shares = slices.Clone(f.Shares)
 	if len(errs) > 0 {
 		return cur, errors.Join(errs...)
 	}
@@ -68,13 +73,18 @@ func (f PrefsForm) Apply(cur store.Config) (store.Config, error) {
 	if err := cfg.Validate(); err != nil {
 		return cur, err
 	}
+	if !slices.Equal(cfg.Shares, cur.Shares) {
+		if err := fileshare.Validate(cfg.Shares); err != nil {
+			return cur, err
+		}
+	}
 	return cfg, nil
 }
 
 // NeedsRestart reports whether a running VM must restart to use the new config.
 func NeedsRestart(old, cfg store.Config) bool {
 	return old.CPUs != cfg.CPUs || old.Memory != cfg.Memory || old.Disk != cfg.Disk ||
-		old.PortBindAddress != cfg.PortBindAddress
+		old.PortBindAddress != cfg.PortBindAddress || !slices.Equal(old.Shares, cfg.Shares)
 }
 
 // Config returns the instance's config, or the defaults for an instance not created yet.

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 )
 
@@ -159,19 +160,31 @@ func Menu(s Snapshot) []MenuItem {
 	}
 }
 
-// DiskNearlyFull is the share of the data disk above which the tray warns.
-const DiskNearlyFull = 0.90
+// DiskNearlyFull is the share of the data disk above which the tray warns. The guest
+// reports a crossing of it at once (proto.TypeDisk), so the warning comes during a run.
+const DiskNearlyFull = proto.DiskNearlyFull
+
+// DiskRearm is the share the data disk must fall below before the next crossing of
+// DiskNearlyFull warns again: a user who cleans up and fills it again is told again, and
+// usage wobbling around the threshold warns only once.
+const DiskRearm = 0.85
 
 // diskWarning returns the warning for a status whose data disk is nearly full, or "".
 func diskWarning(st api.Status) string {
-	if st.Guest == nil || st.Guest.DataDisk.Total == 0 {
+	if st.Guest == nil || !st.Guest.DataDisk.NearlyFull() {
 		return ""
 	}
 	d := st.Guest.DataDisk
 	used := float64(d.Used) / float64(d.Total)
-	if used <= DiskNearlyFull {
-		return ""
-	}
 	return fmt.Sprintf("%.0f%% of %.1f GiB used: remove unused images and volumes (docker system prune) or grow the disk in Preferences",
 		used*100, float64(d.Total)/(1<<30))
+}
+
+// diskRearmed reports whether a status shows the data disk below DiskRearm.
+func diskRearmed(st api.Status) bool {
+	if st.Guest == nil || st.Guest.DataDisk.Total == 0 {
+		return false
+	}
+	d := st.Guest.DataDisk
+	return float64(d.Used) < DiskRearm*float64(d.Total)
 }

@@ -3,10 +3,10 @@ package gui
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"fyne.io/fyne/v2"
-	"fyne.io/fyne/v2/driver/desktop"
 )
 
 // Autostarter switches start-at-login; Autostart implements it.
@@ -15,37 +15,32 @@ type Autostarter interface {
 	Set(on bool) error
 }
 
-// UIOptions configure the widgets.
+// UIOptions configure the windows.
 type UIOptions struct {
 	App        fyne.App
 	Controller *Controller
-	// Berth is the berth CLI, for Open shell.
-	Berth string
 	// Autostart is the login entry; nil hides the option.
 	Autostart Autostarter
 	// Do runs fn on the UI goroutine: fyne.Do when nil. Tests queue instead.
 	Do func(fn func())
-	// OpenShell opens a terminal with `berth shell`; OpenShell(Berth, name) when nil.
-	OpenShell func() error
-	// NoTray: the desktop has no tray to show (no D-Bus session on Linux). The menu
-	// then lives in the container window's menu bar, that window opens at start, and
-	// closing it quits.
-	NoTray bool
+	// Menu, when set, is the container window's menu bar: the desktop has no tray (no
+	// D-Bus session on Linux), so that window is the app.
+	Menu *fyne.Menu
+	// Run runs a tray menu item (ItemStart, ItemRestart) for the windows' own buttons:
+	// in the tray process when the windows live in a process of their own, so the tray
+	// follows it. Nil runs the controller's action here.
+	Run func(item string)
+	// OnClose runs when the user closes one of the windows (Window*): nil hides it.
+	OnClose func(name string)
 }
 
-// prefStopOnQuit is the fyne preference key of "Quit stops the VM".
-const prefStopOnQuit = "stopOnQuit"
-
-// UI is the tray menu and the windows: thin views over a Controller's Snapshot.
+// UI is the windows — containers, Preferences, logs —: thin views over a Controller's
+// Snapshot. The tray menu is a Tray.
 type UI struct {
 	opts  UIOptions
 	app   fyne.App
 	ctrl  *Controller
 	do    func(func())
-	tray  desktop.App // nil where the driver has no tray (the test driver)
-	menu  *fyne.Menu
-	items map[string]*fyne.MenuItem
-	look  Look
 	icons [5]fyne.Resource
 
 	containers *containersWindow
@@ -53,31 +48,20 @@ type UI struct {
 	logs       *logsWindow
 
 	pending atomic.Bool
+	actions sync.WaitGroup // container actions under way
 	ctx     context.Context
 	cancel  context.CancelFunc
 }
 
-// NewUI builds the tray menu (and installs it where the driver has a tray). Call it on the
-// UI goroutine, before Controller.Run.
+// NewUI prepares the windows; none shows until asked (Show). Call it on the UI goroutine.
 func NewUI(opts UIOptions) *UI {
-	u := &UI{opts: opts, app: opts.App, ctrl: opts.Controller, do: opts.Do, items: map[string]*fyne.MenuItem{}, look: -1}
+	u := &UI{opts: opts, app: opts.App, ctrl: opts.Controller, do: opts.Do}
 	if u.do == nil {
 		u.do = fyne.Do
 	}
 	u.ctx, u.cancel = context.WithCancel(context.Background())
-	for l := LookStopped; l <= LookError; l++ {
-		u.icons[l] = fyne.NewStaticResource("berth-"+l.String()+".png", IconPNG(l))
-	}
+	u.icons = LookIcons()
 	u.app.SetIcon(u.icons[LookRunning])
-	u.menu = u.buildMenu()
-	if d, ok := u.app.(desktop.App); ok && !opts.NoTray {
-		u.tray = d
-		d.SetSystemTrayMenu(u.menu)
-	}
-	u.refresh()
-	if opts.NoTray {
-		u.ShowContainers()
-	}
 	return u
 }
 
@@ -89,67 +73,64 @@ func (u *UI) Changed() {
 	}
 }
 
-// Menu returns the tray menu.
-func (u *UI) Menu() *fyne.Menu { return u.menu }
-
-// Icon returns the tray icon shown now.
-func (u *UI) Icon() fyne.Resource { return u.icons[u.look] }
-
-func (u *UI) buildMenu() *fyne.Menu {
-	actions := map[string]func(){
-		ItemStatus:      u.ShowContainers,
-		ItemStart:       func() { u.background(u.ctrl.Start) },
-		ItemStop:        func() { u.background(u.ctrl.Stop) },
-		ItemRestart:     func() { u.background(u.ctrl.Restart) },
-		ItemContainers:  u.ShowContainers,
-		ItemShell:       u.openShell,
-		ItemCopyContext: u.copyContext,
-		ItemPreferences: u.ShowPreferences,
-		ItemLogs:        u.ShowLogs,
-		ItemQuit:        u.quit,
-	}
-	var items []*fyne.MenuItem
-	for _, m := range Menu(u.ctrl.Snapshot()) {
-		if m.ID == "" {
-			items = append(items, fyne.NewMenuItemSeparator())
-			continue
-		}
-		it := fyne.NewMenuItem(m.Label, actions[m.ID])
-		if m.ID == ItemQuit {
-			it.IsQuit = true // the tray driver then keeps our action instead of adding its own Quit
-		}
-		u.items[m.ID] = it
-		items = append(items, it)
-	}
-	return fyne.NewMenu("berth", items...)
-}
-
-// refresh brings every widget up to date with the controller's snapshot.
+// refresh brings the open windows up to date with the controller's snapshot.
 func (u *UI) refresh() {
 	u.pending.Store(false)
-	s := u.ctrl.Snapshot()
-	changed := false
-	for _, m := range Menu(s) {
-		it := u.items[m.ID]
-		if it == nil {
-			continue
-		}
-		if it.Label != m.Label || it.Disabled == m.Enabled {
-			it.Label, it.Disabled = m.Label, !m.Enabled
-			changed = true
-		}
-	}
-	if changed {
-		u.menu.Refresh() // the tray's menu, or the window's menu bar without a tray
-	}
-	if l := s.Look(); l != u.look {
-		u.look = l
-		if u.tray != nil {
-			u.tray.SetSystemTrayIcon(u.icons[l])
-		}
-	}
 	if u.containers != nil {
-		u.containers.update(s)
+		u.containers.update(u.ctrl.Snapshot())
+	}
+}
+
+// Show opens (or raises) a window by name (Window*).
+func (u *UI) Show(name string) error {
+	switch name {
+	case WindowContainers:
+		u.ShowContainers()
+	case WindowPreferences:
+		u.ShowPreferences()
+	case WindowLogs:
+		u.ShowLogs()
+	default:
+		return fmt.Errorf("no window %q (%s, %s, %s)", name, WindowContainers, WindowPreferences, WindowLogs)
+	}
+	return nil
+}
+
+// Window returns a window by name, or nil before it was first shown.
+func (u *UI) Window(name string) fyne.Window {
+	switch {
+	case name == WindowContainers && u.containers != nil:
+		return u.containers.win
+	case name == WindowPreferences && u.prefs != nil:
+		return u.prefs.win
+	case name == WindowLogs && u.logs != nil:
+		return u.logs.win
+	}
+	return nil
+}
+
+// closeIntercept is what closing the named window does.
+func (u *UI) closeIntercept(name string) func() {
+	return func() {
+		if u.opts.OnClose != nil {
+			u.opts.OnClose(name)
+		} else if w := u.Window(name); w != nil {
+			w.Hide()
+		}
+	}
+}
+
+// run runs a tray menu item for a window's button (see UIOptions.Run).
+func (u *UI) run(item string) {
+	if u.opts.Run != nil {
+		u.opts.Run(item)
+		return
+	}
+	switch item {
+	case ItemStart:
+		u.background(u.ctrl.Start)
+	case ItemRestart:
+		u.background(u.ctrl.Restart)
 	}
 }
 
@@ -159,73 +140,30 @@ func (u *UI) background(fn func(context.Context) error) {
 	go fn(u.ctx)
 }
 
-// Click runs a menu item's action by its ID (Item*) or its label, as a click would. It
-// must run on the UI goroutine.
-func (u *UI) Click(name string) error {
-	for id, it := range u.items {
-		if id == name || it.Label == name {
-			if it.Disabled {
-				return fmt.Errorf("menu item %q is disabled", it.Label)
-			}
-			if it.Action != nil {
-				it.Action()
-			}
-			return nil
-		}
-	}
-	return fmt.Errorf("no menu item %q", name)
-}
-
-// MenuState lists the menu's items as shown: label and whether enabled.
-func (u *UI) MenuState() []MenuItem {
-	var out []MenuItem
-	for _, m := range Menu(u.ctrl.Snapshot()) {
-		if it := u.items[m.ID]; it != nil {
-			out = append(out, MenuItem{ID: m.ID, Label: it.Label, Enabled: !it.Disabled})
-		}
-	}
-	return out
-}
-
-func (u *UI) openShell() {
-	open := u.opts.OpenShell
-	if open == nil {
-		open = func() error { return OpenShell(u.opts.Berth, u.ctrl.Instance().Name) }
-	}
-	if err := open(); err != nil {
-		u.ctrl.notify("berth: cannot open a shell", err.Error())
-	}
-}
-
-// ContextCommand is what Copy puts on the clipboard.
-func (u *UI) ContextCommand() string {
-	return "docker context use " + u.ctrl.Snapshot().Context
-}
-
-func (u *UI) copyContext() {
-	u.app.Clipboard().SetContent(u.ContextCommand())
-}
-
-// StopOnQuit reports the Preferences choice for Quit.
-func (u *UI) StopOnQuit() bool {
-	return u.app.Preferences().BoolWithFallback(prefStopOnQuit, false)
-}
-
-// quit leaves the VM running, or stops it first, as chosen in Preferences.
-func (u *UI) quit() {
-	if !u.StopOnQuit() || u.ctrl.Instance().DaemonPID() == 0 {
-		u.cancel()
-		u.app.Quit()
-		return
-	}
+// containerAction runs a container's action off the UI goroutine; Wait waits for it.
+func (u *UI) containerAction(id, action string, failed func(error)) {
+	u.actions.Add(1)
 	go func() {
-		u.ctrl.Stop(u.ctx)
-		u.do(func() {
-			u.cancel()
-			u.app.Quit()
-		})
+		defer u.actions.Done()
+		if err := u.ctrl.ContainerAction(u.ctx, id, action); err != nil {
+			u.do(func() { failed(err) })
+		}
 	}()
 }
 
+// Wait waits for the container actions under way (a window process ends after them).
+func (u *UI) Wait() { u.actions.Wait() }
+
+// StopOnQuit reports the Preferences choice for Quit.
+func (u *UI) StopOnQuit() bool { return LoadSettings().StopOnQuit }
+
 // Close ends background work.
 func (u *UI) Close() { u.cancel() }
+
+// Icon returns the icon of the instance's state now (the tray's, also shown in the
+// container window).
+func (u *UI) Icon() fyne.Resource { return u.icons[u.ctrl.Snapshot().Look()] }
+
+// SetMenu makes m the container window's menu bar (UIOptions.Menu); call it before the
+// window first shows.
+func (u *UI) SetMenu(m *fyne.Menu) { u.opts.Menu = m }

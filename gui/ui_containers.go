@@ -55,24 +55,13 @@ func (u *UI) ShowContainers() {
 	u.containers.win.RequestFocus()
 }
 
-// ContainersWindow returns the container window, or nil before it was first shown.
-func (u *UI) ContainersWindow() fyne.Window {
-	if u.containers == nil {
-		return nil
-	}
-	return u.containers.win
-}
-
 func newContainersWindow(u *UI) *containersWindow {
 	w := &containersWindow{u: u, rows: map[string]*containerRow{}}
 	w.win = u.app.NewWindow("berth — containers")
-	if u.opts.NoTray {
-		// Without a tray this window is the app: it carries the menu, and closing quits.
-		w.win.SetMainMenu(fyne.NewMainMenu(u.menu))
-		w.win.SetCloseIntercept(u.quit)
-	} else {
-		w.win.SetCloseIntercept(w.win.Hide) // closing hides: the tray lives on
+	if u.opts.Menu != nil {
+		w.win.SetMainMenu(fyne.NewMainMenu(u.opts.Menu)) // no tray: this window is the app
 	}
+	w.win.SetCloseIntercept(u.closeIntercept(WindowContainers))
 	w.icon = canvas.NewImageFromResource(u.icons[LookStopped])
 	w.icon.SetMinSize(fyne.NewSize(32, 32))
 	w.icon.FillMode = canvas.ImageFillContain
@@ -82,7 +71,7 @@ func newContainersWindow(u *UI) *containersWindow {
 	w.problems = widget.NewLabel("")
 	w.problems.Wrapping = fyne.TextWrapWord
 	w.problems.Importance = widget.DangerImportance
-	w.start = widget.NewButtonWithIcon("Start", theme.MediaPlayIcon(), func() { u.background(u.ctrl.Start) })
+	w.start = widget.NewButtonWithIcon("Start", theme.MediaPlayIcon(), func() { u.run(ItemStart) })
 	w.start.Importance = widget.HighImportance
 	w.empty = widget.NewLabel("")
 	w.list = container.NewVBox()
@@ -241,11 +230,7 @@ func (w *containersWindow) newRow(c Container) *containerRow {
 	}
 	act := func(action string) func() {
 		return func() {
-			go func() {
-				if err := u.ctrl.ContainerAction(u.ctx, c.ID, action); err != nil {
-					u.do(func() { dialog.ShowError(err, w.win) })
-				}
-			}()
+			u.containerAction(c.ID, action, func(err error) { dialog.ShowError(err, w.win) })
 		}
 	}
 	r.start = widget.NewButtonWithIcon("", theme.MediaPlayIcon(), act(ActionStart))

@@ -85,7 +85,7 @@ func (u *UI) ShowLogs() {
 		l.textWindow = newTextWindow(u, "berth — logs", func(ctx context.Context) (string, error) {
 			return u.ctrl.InstanceLog(ctx, l.name)
 		})
-		l.win.SetCloseIntercept(l.win.Hide)
+		l.win.SetCloseIntercept(u.closeIntercept(WindowLogs))
 		l.path = widget.NewLabel(u.ctrl.LogPath(l.name))
 		l.path.Truncation = fyne.TextTruncateEllipsis
 		l.which = widget.NewSelect(LogNames, nil)

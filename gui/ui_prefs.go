@@ -2,11 +2,17 @@ package gui
 
 import (
 	"fmt"
+	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/container"
+	"fyne.io/fyne/v2/dialog"
+	"fyne.io/fyne/v2/theme"
 	"fyne.io/fyne/v2/widget"
+	"github.com/berth-dev/berth/fileshare"
 )
 
 // Quit choices in Preferences.
@@ -31,6 +37,19 @@ type prefsWindow struct {
 	save, cancel       *widget.Button
 	restartBox         *fyne.Container
 	restart, later     *widget.Button
+
+	shares            []fileshare.Share // as edited; saved with the rest
+	shareList         *fyne.Container   // one shareRow each
+	shareRows         []*shareRow
+	sharePath         *widget.Entry
+	addShare, pickDir *widget.Button
+}
+
+// shareRow is one share in the File sharing list.
+type shareRow struct {
+	path             *widget.Label
+	readOnly, notify *widget.Check
+	remove           *widget.Button
 }
 
 // ShowPreferences opens the Preferences window, filled from the current settings.
@@ -54,7 +73,7 @@ func (u *UI) PreferencesWindow() fyne.Window {
 func newPrefsWindow(u *UI) *prefsWindow {
 	p := &prefsWindow{u: u}
 	p.win = u.app.NewWindow("berth — preferences")
-	p.win.SetCloseIntercept(p.win.Hide)
+	p.win.SetCloseIntercept(u.closeIntercept(WindowPreferences))
 	p.cpus, p.memory, p.disk = widget.NewEntry(), widget.NewEntry(), widget.NewEntry()
 	p.bind = widget.NewRadioGroup(BindAddresses, nil)
 	p.bind.Horizontal = true
@@ -66,11 +85,11 @@ func newPrefsWindow(u *UI) *prefsWindow {
 	p.message.Wrapping = fyne.TextWrapWord
 	p.save = widget.NewButton("Save", p.doSave)
 	p.save.Importance = widget.HighImportance
-	p.cancel = widget.NewButton("Close", p.win.Hide)
+	p.cancel = widget.NewButton("Close", u.closeIntercept(WindowPreferences))
 	p.restart = widget.NewButton("Restart now", func() {
 		p.restartBox.Hide()
 		p.message.SetText("Restarting…")
-		u.background(u.ctrl.Restart)
+		u.run(ItemRestart)
 	})
 	p.restart.Importance = widget.HighImportance
 	p.later = widget.NewButton("Later", func() {
@@ -98,8 +117,6 @@ func newPrefsWindow(u *UI) *prefsWindow {
 		widget.NewLabelWithStyle("Virtual machine (applies on restart)", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
 		p.vm,
 	}
-	// File sharing: the shares section (fileshare.Share list in berth.yaml) goes here, as
-	// more sections; PrefsForm gains the fields and Apply copies them into the config.
 	sections = append(sections, p.sharesSection()...)
 	sections = append(sections,
 		widget.NewSeparator(),
@@ -114,8 +131,86 @@ func newPrefsWindow(u *UI) *prefsWindow {
 	return p
 }
 
-// sharesSection is the place for the file-sharing settings; none yet.
-func (p *prefsWindow) sharesSection() []fyne.CanvasObject { return nil }
+// sharesSection is the file-sharing settings: the shares, one row each, and a folder to
+// add, typed or picked.
+func (p *prefsWindow) sharesSection() []fyne.CanvasObject {
+	p.shareList = container.NewVBox()
+	p.sharePath = widget.NewEntry()
+	p.sharePath.SetPlaceHolder("Folder to share, e.g. /home/me/src")
+	p.sharePath.OnSubmitted = func(string) { p.addTypedShare() }
+	p.addShare = widget.NewButton("Add", p.addTypedShare)
+	p.pickDir = widget.NewButtonWithIcon("Choose…", theme.FolderOpenIcon(), p.pickShare)
+	hint := widget.NewLabel("Each folder is mounted in the VM at the same path.")
+	hint.Importance = widget.LowImportance
+	return []fyne.CanvasObject{
+		widget.NewSeparator(),
+		widget.NewLabelWithStyle("File sharing (applies on restart)", fyne.TextAlignLeading, fyne.TextStyle{Bold: true}),
+		hint,
+		p.shareList,
+		container.NewBorder(nil, nil, nil, container.NewHBox(p.addShare, p.pickDir), p.sharePath),
+	}
+}
+
+// setShares shows a new list of shares.
+func (p *prefsWindow) setShares(shares []fileshare.Share) {
+	p.shares = shares
+	p.shareRows = nil
+	var rows []fyne.CanvasObject
+	for i, s := range p.shares {
+		r := &shareRow{path: widget.NewLabel(s.Path)}
+		r.path.Truncation = fyne.TextTruncateEllipsis
+		r.readOnly = widget.NewCheck("read-only", nil)
+		r.readOnly.SetChecked(s.ReadOnly)
+		r.notify = widget.NewCheck("notify changes", nil)
+		// Read-only shares are never notified (the guest cannot set their mtimes): the
+		// check shows that, and keeps noNotify for when the share is writable again.
+		showNotify := func() {
+			s := p.shares[i]
+			r.notify.Checked = !s.NoNotify && !s.ReadOnly
+			if s.ReadOnly {
+				r.notify.Disable()
+			} else {
+				r.notify.Enable()
+			}
+			r.notify.Refresh()
+		}
+		showNotify()
+		r.readOnly.OnChanged = func(on bool) { p.shares[i].ReadOnly = on; showNotify() }
+		r.notify.OnChanged = func(on bool) { p.shares[i].NoNotify = !on }
+		r.remove = widget.NewButtonWithIcon("", theme.DeleteIcon(), func() {
+			p.setShares(slices.Delete(p.shares, i, i+1))
+		})
+		p.shareRows = append(p.shareRows, r)
+		rows = append(rows, container.NewBorder(nil, nil, nil, container.NewHBox(r.readOnly, r.notify, r.remove), r.path))
+	}
+	if len(rows) == 0 {
+		rows = append(rows, widget.NewLabel("No folder is shared."))
+	}
+	p.shareList.Objects = rows
+	p.shareList.Refresh()
+}
+
+// addTypedShare adds the folder in the entry, writable and notified. Save checks it.
+func (p *prefsWindow) addTypedShare() {
+	path := strings.TrimSpace(p.sharePath.Text)
+	if path == "" {
+		return
+	}
+	p.setShares(append(p.shares, fileshare.Share{Path: filepath.Clean(path)}))
+	p.sharePath.SetText("")
+}
+
+// pickShare adds a folder chosen in a folder dialog.
+func (p *prefsWindow) pickShare() {
+	dialog.NewFolderOpen(func(dir fyne.ListableURI, err error) {
+		switch {
+		case err != nil:
+			p.showError(err)
+		case dir != nil: // nil: cancelled
+			p.setShares(append(p.shares, fileshare.Share{Path: filepath.Clean(dir.Path())}))
+		}
+	}, p.win).Show()
+}
 
 // load fills the widgets from the config and the tray's settings.
 func (p *prefsWindow) load() {
@@ -145,6 +240,8 @@ func (p *prefsWindow) setForm(f PrefsForm) {
 	p.memory.SetText(f.Memory)
 	p.disk.SetText(f.Disk)
 	p.bind.SetSelected(f.PortBindAddress)
+	p.setShares(slices.Clone(f.Shares))
+	p.sharePath.SetText("")
 	if f.StopOnQuit {
 		p.quit.SetSelected(quitStopVM)
 	} else {
@@ -160,6 +257,7 @@ func (p *prefsWindow) form() PrefsForm {
 		Memory:          p.memory.Text,
 		Disk:            p.disk.Text,
 		PortBindAddress: p.bind.Selected,
+		Shares:          slices.Clone(p.shares),
 		StopOnQuit:      p.quit.Selected == quitStopVM,
 		StartAtLogin:    p.login.Checked,
 	}
@@ -172,7 +270,10 @@ func (p *prefsWindow) doSave() {
 		p.showError(err)
 		return
 	}
-	p.u.app.Preferences().SetBool(prefStopOnQuit, f.StopOnQuit)
+	if err := SaveSettings(Settings{StopOnQuit: f.StopOnQuit}); err != nil {
+		p.showError(err)
+		return
+	}
 	if a := p.u.opts.Autostart; a != nil && a.Enabled() != f.StartAtLogin {
 		if err := a.Set(f.StartAtLogin); err != nil {
 			p.showError(err)

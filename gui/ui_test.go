@@ -9,15 +9,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"fyne.io/fyne/v2"
 	"fyne.io/fyne/v2/driver/software"
 	"fyne.io/fyne/v2/test"
 	"fyne.io/fyne/v2/widget"
+	"github.com/berth-dev/berth/fileshare"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/store"
 )
@@ -72,7 +73,9 @@ type uiHarness struct {
 	app    fyne.App
 	loop   *uiLoop
 	ui     *UI
+	tray   *Tray
 	shells atomic.Int32
+	quits  atomic.Int32
 	home   string
 }
 
@@ -80,10 +83,11 @@ func newUIHarness(t *testing.T, before func(*harness)) *uiHarness {
 	t.Helper()
 	t.Setenv("LANG", "en_US.UTF-8")
 	u := &uiHarness{app: test.NewTempApp(t), loop: newUILoop(t)}
-	var ui atomic.Pointer[UI]
+	var ready atomic.Bool
 	u.harness = newHarnessAfter(t, nil, func() {
-		if x := ui.Load(); x != nil {
-			x.Changed()
+		if ready.Load() {
+			u.ui.Changed()
+			u.tray.Changed()
 		}
 	}, before)
 	u.home = t.TempDir()
@@ -92,12 +96,17 @@ func newUIHarness(t *testing.T, before func(*harness)) *uiHarness {
 		t.Fatal(err)
 	}
 	u.loop.Wait(func() {
-		u.ui = NewUI(UIOptions{App: u.app, Controller: u.ctrl, Berth: "/usr/bin/berth", Autostart: as, Do: u.loop.Do,
-			OpenShell: func() error { u.shells.Add(1); return nil }})
+		u.ui = NewUI(UIOptions{App: u.app, Controller: u.ctrl, Autostart: as, Do: u.loop.Do})
+		u.tray = NewTray(TrayOptions{Controller: u.ctrl, Do: u.loop.Do, ShowWindow: u.ui.Show, Berth: "/usr/bin/berth",
+			OpenShell: func() error { u.shells.Add(1); return nil },
+			Copy:      func(s string) error { u.app.Clipboard().SetContent(s); return nil },
+			Quit:      func() { u.quits.Add(1) }})
 	})
-	ui.Store(u.ui)
-	u.ui.Changed() // catch up with what happened before the pointer was set
+	ready.Store(true)
+	u.ui.Changed() // catch up with what happened before
+	u.tray.Changed()
 	t.Cleanup(u.ui.Close)
+	t.Cleanup(u.tray.Close)
 	return u
 }
 
@@ -114,31 +123,31 @@ func (u *uiHarness) until(what string, cond func() bool) {
 func (u *uiHarness) click(name string) {
 	u.t.Helper()
 	var err error
-	u.loop.Wait(func() { err = u.ui.Click(name) })
+	u.loop.Wait(func() { err = u.tray.Click(name) })
 	if err != nil {
 		u.t.Fatal(err)
 	}
 }
 
-func (u *uiHarness) item(id string) *fyne.MenuItem { return u.ui.items[id] }
+func (u *uiHarness) item(id string) *fyne.MenuItem { return u.tray.items[id] }
 
 func TestTrayMenu(t *testing.T) {
 	u := newUIHarness(t, nil)
 	u.until("stopped menu", func() bool {
-		return u.ui.Icon().Name() == "berth-stopped.png" && !u.item(ItemStart).Disabled && u.item(ItemStop).Disabled
+		return u.tray.Icon().Name() == "berth-stopped.png" && !u.item(ItemStart).Disabled && u.item(ItemStop).Disabled
 	})
 	if got := u.item(ItemStatus).Label; got != "default: stopped" {
 		t.Errorf("status item %q", got)
 	}
 	var err error
-	u.loop.Wait(func() { err = u.ui.Click(ItemStop) })
+	u.loop.Wait(func() { err = u.tray.Click(ItemStop) })
 	if err == nil || !strings.Contains(err.Error(), "disabled") {
 		t.Errorf("clicking a disabled item: %v", err)
 	}
 
 	u.click(ItemStart)
 	u.until("running menu", func() bool {
-		return u.ui.Icon().Name() == "berth-running.png" && u.item(ItemStart).Disabled && !u.item(ItemStop).Disabled &&
+		return u.tray.Icon().Name() == "berth-running.png" && u.item(ItemStart).Disabled && !u.item(ItemStop).Disabled &&
 			!u.item(ItemRestart).Disabled && !u.item(ItemShell).Disabled && u.item(ItemStatus).Label == "default: running"
 	})
 
@@ -153,7 +162,7 @@ func TestTrayMenu(t *testing.T) {
 
 	u.click(ItemStop)
 	u.until("stopped again", func() bool {
-		return u.ui.Icon().Name() == "berth-stopped.png" && !u.item(ItemStart).Disabled
+		return u.tray.Icon().Name() == "berth-stopped.png" && !u.item(ItemStart).Disabled
 	})
 	if u.inst.DaemonPID() != 0 {
 		t.Error("the daemon still runs")
@@ -161,25 +170,26 @@ func TestTrayMenu(t *testing.T) {
 
 	// Quit with "leave the VM running" (the default) leaves it running.
 	u.click(ItemStart)
-	u.until("running", func() bool { return u.ui.Icon().Name() == "berth-running.png" })
+	u.until("running", func() bool { return u.tray.Icon().Name() == "berth-running.png" })
 	u.click(ItemQuit)
-	time.Sleep(50 * time.Millisecond)
-	if u.inst.DaemonPID() == 0 {
-		t.Error("Quit stopped the VM")
+	if u.quits.Load() != 1 || u.inst.DaemonPID() == 0 {
+		t.Errorf("Quit: %d quits, daemon %d", u.quits.Load(), u.inst.DaemonPID())
 	}
-	// Quit with "stop the VM" stops it.
-	u.app.Preferences().SetBool(prefStopOnQuit, true)
-	u.ui.ctx, u.ui.cancel = context.WithCancel(context.Background())
+	// Quit with "stop the VM" (the tray's settings file) stops it, then quits.
+	if err := SaveSettings(Settings{StopOnQuit: true}); err != nil {
+		t.Fatal(err)
+	}
+	u.tray.ctx, u.tray.cancel = context.WithCancel(context.Background())
 	u.click(ItemQuit)
-	waitFor(t, "the VM to stop on quit", func() bool { return u.inst.DaemonPID() == 0 })
+	waitFor(t, "the VM to stop on quit", func() bool { return u.inst.DaemonPID() == 0 && u.quits.Load() == 2 })
 }
 
 func TestTrayNotifications(t *testing.T) {
 	var f *fakeHostd
 	u := newUIHarness(t, func(h *harness) { f = h.startDaemon(); f.run() })
-	u.until("running", func() bool { return u.ui.Icon().Name() == "berth-running.png" })
+	u.until("running", func() bool { return u.tray.Icon().Name() == "berth-running.png" })
 	f.end(api.StateError, "the VM exited: qemu: signal: killed")
-	u.until("error icon", func() bool { return u.ui.Icon().Name() == "berth-error.png" })
+	u.until("error icon", func() bool { return u.tray.Icon().Name() == "berth-error.png" })
 	if !u.notes.has("the VM stopped: the VM exited") {
 		t.Errorf("notifications %q", u.notes.all())
 	}
@@ -268,7 +278,7 @@ func TestContainerWindow(t *testing.T) {
 func TestPreferencesWindow(t *testing.T) {
 	var f *fakeHostd
 	u := newUIHarness(t, func(h *harness) { f = h.startDaemon(); f.run() })
-	u.until("running", func() bool { return u.ui.Icon().Name() == "berth-running.png" })
+	u.until("running", func() bool { return u.tray.Icon().Name() == "berth-running.png" })
 	u.click(ItemPreferences)
 	p := u.ui.prefs
 	u.loop.Wait(func() {
@@ -320,7 +330,7 @@ func TestPreferencesWindow(t *testing.T) {
 
 	u.loop.Wait(func() { test.Tap(p.restart) })
 	waitFor(t, "the restart", func() bool { return f.stops.Load() == 1 })
-	u.until("running again", func() bool { return u.ui.Icon().Name() == "berth-running.png" && u.ctrl.Snapshot().Busy == "" })
+	u.until("running again", func() bool { return u.tray.Icon().Name() == "berth-running.png" && u.ctrl.Snapshot().Busy == "" })
 	if u.daemon() == f {
 		t.Error("no new daemon after the restart")
 	}
@@ -342,10 +352,112 @@ func TestPreferencesWindow(t *testing.T) {
 	}
 }
 
+func TestPreferencesShares(t *testing.T) {
+	dir := t.TempDir()
+	src, data, missing := filepath.Join(dir, "src"), filepath.Join(dir, "data"), filepath.Join(dir, "missing")
+	os.MkdirAll(filepath.Join(src, "sub"), 0o755)
+	os.MkdirAll(data, 0o755)
+	u := newUIHarness(t, func(h *harness) {
+		// Settings the window does not show are not the defaults, to see that they are kept.
+		cfg, _ := h.inst.Config()
+		cfg.Shares = []fileshare.Share{{Path: src}}
+		cfg.Accel, cfg.Images, cfg.BootTimeout, cfg.PortListeners = "tcg", "/x/images", 90, "all"
+		if err := h.inst.SaveConfig(cfg); err != nil {
+			t.Fatal(err)
+		}
+		h.startDaemon().run()
+	})
+	u.until("running", func() bool { return u.ctrl.Snapshot().State == api.StateRunning })
+	before, _ := u.inst.Config()
+	file := func() string {
+		b, _ := os.ReadFile(u.inst.Path(store.ConfigFile))
+		return string(b)
+	}
+	orig := file()
+	u.loop.Wait(u.ui.ShowPreferences)
+	p := u.ui.prefs
+	add := func(path string) {
+		p.sharePath.SetText(path)
+		test.Tap(p.addShare)
+	}
+	u.loop.Wait(func() {
+		if len(p.shareRows) != 1 || p.shareRows[0].path.Text != src || p.shareRows[0].readOnly.Checked || !p.shareRows[0].notify.Checked {
+			t.Errorf("rows for %+v", p.shares)
+		}
+		// A share inside another one is refused, and nothing is written.
+		add(" " + filepath.Join(src, "sub") + "/ ")
+		if len(p.shareRows) != 2 || p.shareRows[1].path.Text != filepath.Join(src, "sub") || p.sharePath.Text != "" {
+			t.Errorf("added %+v, entry %q", p.shares, p.sharePath.Text)
+		}
+		test.Tap(p.save)
+		if !strings.Contains(p.message.Text, "overlap") || !strings.Contains(p.message.Text, src) || p.message.Importance != widget.DangerImportance {
+			t.Errorf("message %q", p.message.Text)
+		}
+		// So is a folder that does not exist.
+		test.Tap(p.shareRows[1].remove)
+		add(missing)
+		test.Tap(p.save)
+		if !strings.Contains(p.message.Text, `share "`+missing+`"`) || !strings.Contains(p.message.Text, "no such file") {
+			t.Errorf("message %q", p.message.Text)
+		}
+	})
+	if file() != orig {
+		t.Fatalf("an invalid share was saved:\n%s", file())
+	}
+
+	// A valid change is saved, and as the VM runs a restart is offered.
+	u.loop.Wait(func() {
+		test.Tap(p.shareRows[1].remove)
+		add(data)
+		test.Tap(p.shareRows[1].readOnly)
+		if !p.shareRows[1].notify.Disabled() || p.shareRows[1].notify.Checked {
+			t.Error("a read-only share can be notified")
+		}
+		test.Tap(p.shareRows[0].notify)
+		test.Tap(p.save)
+		if p.restartBox.Hidden || !strings.Contains(p.message.Text, "until it restarts") {
+			t.Errorf("no restart offered: %q", p.message.Text)
+		}
+	})
+	want := before
+	want.Shares = []fileshare.Share{{Path: src, NoNotify: true}, {Path: data, ReadOnly: true}}
+	if cfg, err := u.inst.Config(); err != nil || !reflect.DeepEqual(cfg, want) {
+		t.Errorf("saved %+v, %v\nwant %+v", cfg, err, want)
+	}
+	saveScreenshot(t, u, p.win, "preferences-shares.png")
+
+	// Removing every share shares nothing (not the default home directory).
+	u.loop.Wait(func() {
+		test.Tap(p.later)
+		test.Tap(p.shareRows[1].remove)
+		test.Tap(p.shareRows[0].remove)
+		if len(p.shareRows) != 0 || len(p.shareList.Objects) != 1 {
+			t.Errorf("rows %d, list %d", len(p.shareRows), len(p.shareList.Objects))
+		}
+		test.Tap(p.save)
+	})
+	if cfg, _ := u.inst.Config(); len(cfg.Shares) != 0 || !strings.Contains(file(), "shares: []") {
+		t.Errorf("shares %+v in\n%s", cfg.Shares, file())
+	}
+
+	// Choose… opens a folder dialog; cancelled, it adds nothing.
+	u.loop.Wait(func() {
+		test.Tap(p.pickDir)
+		cancel := findButton(p.win.Canvas().Overlays().Top(), "Cancel")
+		if cancel == nil {
+			t.Fatal("no folder dialog")
+		}
+		test.Tap(cancel)
+		if len(p.shares) != 0 || p.win.Canvas().Overlays().Top() != nil {
+			t.Errorf("after cancel: shares %+v", p.shares)
+		}
+	})
+}
+
 func TestLogsWindow(t *testing.T) {
 	u := newUIHarness(t, func(h *harness) { h.startDaemon().run() })
 	os.WriteFile(u.inst.Path(store.HostdLog), []byte("time=... msg=\"phase done\"\n"), 0o600)
-	u.until("running", func() bool { return u.ui.Icon().Name() == "berth-running.png" })
+	u.until("running", func() bool { return u.tray.Icon().Name() == "berth-running.png" })
 	u.click(ItemLogs)
 	l := u.ui.logs
 	u.until("the daemon log", func() bool { return strings.Contains(l.text.Text(), "phase done") })
@@ -363,7 +475,10 @@ func TestAutomationHook(t *testing.T) {
 	sock := filepath.Join(u.inst.Dir, "a.sock")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := ServeAutomation(ctx, sock, u.ui, u.loop.Wait, softwareCapture); err != nil {
+	shoot := func(window, path string) (string, error) {
+		return Screenshot(u.ui, window, path, u.loop.Wait, softwareCapture)
+	}
+	if err := ServeAutomation(ctx, sock, u.tray, u.loop.Wait, shoot); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := os.Stat(sock); st.Mode().Perm() != 0o600 {
