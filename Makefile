@@ -18,7 +18,7 @@ E2E_TIMEOUT ?= 75m
 # Debian packages the build and the tests need (installed by `make deps` when missing).
 DEB_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils e2fsprogs cpio kmod busybox-static iproute2 curl \
                 dpkg-dev zstd osslsigncode openssl wixl msitools \
-                gcc libgl1-mesa-dev xorg-dev xvfb dbus-daemon xclip gcc-mingw-w64-x86-64
+                gcc libgl1-mesa-dev xorg-dev xvfb dbus-daemon xclip xterm gcc-mingw-w64-x86-64
 
 .PHONY: help deps build agents tray image install-image run test test-unit test-e2e bench lint cross typecheck-darwin sign-darwin install uninstall bundle deb msi app-darwin wsl-rootfs clean
 

@@ -487,11 +487,14 @@ func windowProcs(trayPid int) map[string]int {
 // TestTray starts an instance and a container, then uses the tray as a user does,
 // through the desktop's tray protocol: the icon and menu follow the instance, the
 // container window (a process of its own, saved as a PNG) shows the container and its
-// port link, Copy fills the clipboard, Stop and Start work from the menu, and Quit
+// port link, Copy fills the clipboard, Open shell opens a terminal with a shell in the
+// VM, Stop (which ends that shell) and Start work from the menu, and Quit
 // closes the windows and leaves the VM running. Then the no-tray mode (no D-Bus).
 func TestTray(t *testing.T) {
-	if _, err := exec.LookPath("xclip"); err != nil {
-		t.Fatalf("xclip not found (apt-get install xclip; make deps does): %v", err)
+	for _, tool := range []string{"xclip", "xterm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Fatalf("%s not found (apt-get install %s; make deps does): %v", tool, tool, err)
+		}
 	}
 	e := newEnv(t)
 	e.mustBerth("start", "--cpus", "2", "--memory", "2")
@@ -575,6 +578,16 @@ func TestTray(t *testing.T) {
 	waitUntil(t, "the clipboard", 10*time.Second, func() bool {
 		out, _ := exec.Command("xclip", "-o", "-selection", "clipboard", "-display", display).Output()
 		return string(out) == "docker context use berth"
+	})
+
+	// Open shell opens the user's terminal — x-terminal-emulator, xterm here — running
+	// `berth shell default`: an interactive shell on a pty in the VM.
+	bus.click(gui.ItemShell)
+	waitUntil(t, "a shell on a pty in the VM", time.Minute, func() bool {
+		// The processes whose stdin is a pty (this check's own is a pipe); the guest has no grep.
+		out, _ := e.berth("shell", "default", "--", "sh", "-c",
+			`for f in /proc/[0-9]*/fd/0; do l=$(readlink $f) && case $l in /dev/pts/*) echo "$l";; esac; done`)
+		return strings.Contains(out, "/dev/pts/")
 	})
 
 	bus.click(gui.ItemStop)
