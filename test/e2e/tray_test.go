@@ -48,6 +48,18 @@ func trayBin(t testing.TB) string {
 	return out
 }
 
+// trayOverWeb starts the default instance with a container "web" serving HTTP on
+// localhost:hostPort, a private X server, and berth-tray on it with its D-Bus bus.
+func trayOverWeb(tb testing.TB, hostPort int) (*env, string, *tray, *trayBus) {
+	e := newEnv(tb)
+	e.mustBerth("start", "--cpus", "2", "--memory", "2")
+	e.busyboxImage(image)
+	e.mustDocker("run", "-d", "--name", "web", "-p", fmt.Sprintf("%d:80", hostPort), image, "testsrv", "http", "80")
+	display := startXvfb(tb)
+	tr := e.startTray(display, true)
+	return e, display, tr, tr.connectBus()
+}
+
 // startXvfb starts a private X server on a free display and returns its DISPLAY.
 func startXvfb(t testing.TB) string {
 	if _, err := exec.LookPath("Xvfb"); err != nil {
@@ -496,14 +508,7 @@ func TestTray(t *testing.T) {
 			t.Fatalf("%s not found (apt-get install %s; make deps does): %v", tool, tool, err)
 		}
 	}
-	e := newEnv(t)
-	e.mustBerth("start", "--cpus", "2", "--memory", "2")
-	e.busyboxImage(image)
-	e.mustDocker("run", "-d", "--name", "web", "-p", "8080:80", image, "testsrv", "http", "80")
-
-	display := startXvfb(t)
-	tr := e.startTray(display, true)
-	bus := tr.connectBus()
+	e, display, tr, bus := trayOverWeb(t, 8080)
 	bus.waitFor("the tray to show the running instance", 2*time.Minute, func(look string, m map[string]menuEntry) bool {
 		return look == "running" && m["default: running"].id != 0 && m[gui.ItemStop].enabled && !m[gui.ItemStart].enabled
 	})
@@ -742,13 +747,7 @@ func BenchmarkTrayIdle(b *testing.B) {
 	if d, err := time.ParseDuration(os.Getenv("BERTH_TRAY_IDLE")); err == nil {
 		idle = d
 	}
-	e := newEnv(b)
-	e.mustBerth("start", "--cpus", "2", "--memory", "2")
-	e.busyboxImage(image)
-	e.mustDocker("run", "-d", "--name", "web", "-p", "18080:80", image, "testsrv", "http", "80")
-	display := startXvfb(b)
-	tr := e.startTray(display, true)
-	bus := tr.connectBus()
+	_, _, tr, bus := trayOverWeb(b, 18080)
 	tr.waitFor("running with the container", 2*time.Minute, func(st gui.AutomationState) bool {
 		return st.Look == "running" && len(st.Containers) == 1
 	})
