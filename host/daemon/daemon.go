@@ -173,7 +173,7 @@ func (d *Daemon) run(ctx context.Context) error {
 		MemoryMiB: uint64(d.cfg.Memory) * 1024,
 		Kernel:    img.Kernel,
 		Initrd:    img.Initrd,
-		CmdLine:   "quiet panic=-1 berth.listeners=" + d.cfg.PortListeners,
+		CmdLine:   "loglevel=5 panic=-1 berth.listeners=" + d.cfg.PortListeners,
 		Disks: []vm.Disk{
 			{Path: img.Root, ReadOnly: true, ID: "berth-root"},
 			{Path: d.inst.Path(store.DataDisk), ID: "berth-data"},
