@@ -65,8 +65,10 @@ root_module_globs() {
 		kernel/drivers/input/evdev.ko kernel/drivers/input/keyboard/gpio_keys.ko \
 		kernel/drivers/acpi/button.ko
 }
-# Regex of module paths never worth shipping.
-readonly ROOT_MODULE_EXCLUDE='/test_[^/]*\.ko$'
+# Regex of module paths never worth shipping. vsock_loopback lets any process in the guest,
+# a container's included, dial the guest's own vsock listeners (CID 1): the agent must be
+# reachable from the host alone (docs/security.md).
+readonly ROOT_MODULE_EXCLUDE='/test_[^/]*\.ko$|/vsock_loopback\.ko$'
 
 # Big binaries in the packages that berth never runs: libnetwork's dnet and ovrouter test
 # tools, and containerd's v1 shims (dockerd 20.10 uses io.containerd.runc.v2).
@@ -85,7 +87,7 @@ INITRD_MODULES=(
 	virtio virtio_ring virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_mmio
 	virtio_blk virtio_console failover net_failover virtio_net virtio_rng virtio_balloon
 	crc16 crc32c_generic libcrc32c mbcache jbd2 ext4 overlay
-	vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport vsock_loopback
+	vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport
 	netfs fscache 9pnet 9pnet_virtio 9p fuse virtiofs
 	af_packet
 )

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -161,9 +162,17 @@ func writeBusyboxTar(bb, path string) error {
 	if err != nil {
 		return err
 	}
-	srv, err := buildTestsrv(filepath.Dir(path))
+	srv, err := buildTestsrv(filepath.Dir(path), runtime.GOARCH)
 	if err != nil {
 		return err
+	}
+	// The same program as a 32-bit binary: there, socket(2) and connect(2) go through
+	// socketcall(2), a separate door for the isolation checks.
+	var srv32 []byte
+	if runtime.GOARCH == "amd64" {
+		if srv32, err = buildTestsrv(filepath.Dir(path), "386"); err != nil {
+			return err
+		}
 	}
 	list, err := exec.Command(bb, "--list").Output()
 	if err != nil {
@@ -192,20 +201,24 @@ func writeBusyboxTar(bb, path string) error {
 	}
 	tw.WriteHeader(&tar.Header{Name: "bin/testsrv", Mode: 0o755, Size: int64(len(srv))})
 	tw.Write(srv)
+	if srv32 != nil {
+		tw.WriteHeader(&tar.Header{Name: "bin/testsrv32", Mode: 0o755, Size: int64(len(srv32))})
+		tw.Write(srv32)
+	}
 	passwd := "root:x:0:0:root:/root:/bin/sh\n"
 	tw.WriteHeader(&tar.Header{Name: "etc/passwd", Mode: 0o644, Size: int64(len(passwd))})
 	tw.Write([]byte(passwd))
 	return tw.Close()
 }
 
-// buildTestsrv compiles the static test server for the guest's architecture.
-func buildTestsrv(dir string) ([]byte, error) {
-	out := filepath.Join(dir, "testsrv")
+// buildTestsrv compiles the static test server for a guest architecture.
+func buildTestsrv(dir, arch string) ([]byte, error) {
+	out := filepath.Join(dir, "testsrv-"+arch)
 	if b, err := os.ReadFile(out); err == nil {
 		return b, nil
 	}
 	cmd := exec.Command("go", "build", "-o", out, "./testsrv")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("build testsrv: %v: %s", err, b)
 	}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -222,7 +223,7 @@ func newNetns(t *testing.T) *netns {
 	run("ip", "netns", "exec", name, "ip", "addr", "add", "10.231.77.2/30", "dev", veth+"n")
 	run("ip", "netns", "exec", name, "ip", "link", "set", veth+"n", "up")
 	run("ip", "netns", "exec", name, "ip", "link", "set", "lo", "up")
-	srv, err := buildTestsrv(t.TempDir())
+	srv, err := buildTestsrv(t.TempDir(), runtime.GOARCH)
 	if err != nil {
 		t.Fatal(err)
 	}

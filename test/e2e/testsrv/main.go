@@ -12,6 +12,9 @@
 //	                            print "write-MiB/s read-MiB/s files/s"
 //	testsrv watch DIR PORT      inotify DIR; GET /wait?n=K blocks until event K exists and returns it
 //	                            as "MASK NAME"; GET /count returns the number of events so far
+//	testsrv vsock PORT...       try AF_VSOCK connects to CIDs 0-3 and the guest's own on each port;
+//	                            exit 3 if any connects (built for 386 too: socketcall(2) there)
+//	testsrv tcpprobe ADDR...    try TCP connects; exit 3 if any connects
 package main
 
 import (
@@ -97,6 +100,10 @@ func main() {
 		fsbench(os.Args[2], mib, n)
 	case "watch":
 		watch(os.Args[2], os.Args[3])
+	case "vsock":
+		os.Exit(probeVsock(os.Args[2:]))
+	case "tcpprobe":
+		os.Exit(probeTCP(os.Args[2:]))
 	case "sink":
 		ln, err := net.Listen("tcp", ":"+os.Args[2])
 		if err != nil {
