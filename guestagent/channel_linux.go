@@ -61,7 +61,7 @@ func RunServe(log *slog.Logger) error {
 		served++
 		log.Info("listening on vsock", "port", proto.VsockPort)
 		go func() {
-			if err := srv.ServeListener(ctx, ln); err != nil && ctx.Err() == nil {
+			if err := srv.ServeListener(ctx, ln, FromHost); err != nil && ctx.Err() == nil {
 				log.Error("vsock listener failed", "err", err)
 			}
 		}()

@@ -86,12 +86,23 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *proto.ExecRequ
 
 	// Input from the host. The stream ending without an exit means the host went away:
 	// the process gets a hangup, as a terminal user's shell would.
+	exited := make(chan struct{})
+	waitExit := func() error {
+		defer close(exited)
+		return cmd.Wait()
+	}
 	go func() {
 		for {
 			kind, payload, err := proto.ReadFrame(st)
 			if err != nil {
+				// The host is gone: hang up, as a terminal would, and kill what ignores
+				// that, so no process (and no goroutine waiting on it) outlives the
+				// session. Process.Kill uses a pidfd: never a reused pid.
 				if cmd.Process != nil {
 					cmd.Process.Signal(syscall.SIGHUP)
+					kill := time.AfterFunc(5*time.Second, func() { cmd.Process.Kill() })
+					<-exited
+					kill.Stop()
 				}
 				return
 			}
@@ -129,7 +140,7 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *proto.ExecRequ
 		ptmx.Close()
 	} else {
 		outputs.Wait()
-		code = exitCode(cmd.Wait())
+		code = exitCode(waitExit())
 	}
 	return w.frame(proto.FrameExit, proto.ExitPayload(code))
 }

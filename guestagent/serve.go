@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/hashicorp/yamux"
+	"github.com/mdlayher/vsock"
 )
 
 // Version of the agent, set at build time.
@@ -53,21 +54,21 @@ func NewServer(opts ServeOptions, boot *BootInfo, log *slog.Logger) *Server {
 	return &Server{opts: opts, log: log, boot: boot}
 }
 
-// ServeConn runs one yamux session over conn (a vsock connection or the virtio-serial port)
-// until it breaks.
+// ServeConn runs one session over conn (a vsock connection or the virtio-serial port): the
+// channel handshake, then yamux until the session breaks or ctx ends.
 func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	if err := proto.AgentHandshake(conn); err != nil {
+		return fmt.Errorf("channel handshake: %w", err)
+	}
 	sess, err := yamux.Server(conn, proto.YamuxConfig())
 	if err != nil {
 		return fmt.Errorf("failed to start session: %w", err)
 	}
 	defer sess.Close()
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-sess.CloseChan():
-		}
-		sess.Close()
-	}()
+	streams := &streamSet{cancels: map[uint32]context.CancelFunc{}}
+	defer streams.cancelAll()
 	for {
 		st, err := sess.AcceptStream()
 		if err != nil {
@@ -76,30 +77,89 @@ func (s *Server) ServeConn(ctx context.Context, conn io.ReadWriteCloser) error {
 			}
 			return fmt.Errorf("session ended: %w", err)
 		}
-		go s.handle(ctx, st)
-	}
-}
-
-// ServeListener accepts connections (vsock) and serves each as its own session.
-func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
-	go func() { <-ctx.Done(); ln.Close() }()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("failed to accept: %w", err)
-		}
+		// Registered before the next stream is accepted, so a TypeCancel that follows
+		// always finds it.
+		sctx := streams.add(ctx, st.StreamID())
 		go func() {
-			if err := s.ServeConn(ctx, c); err != nil && ctx.Err() == nil {
-				s.log.Info("agent session ended", "remote", c.RemoteAddr(), "err", err)
-			}
+			defer streams.done(st.StreamID())
+			// However a handler waits on the stream, it returns once the stream's context
+			// ends: the session closed, or the host cancelled it.
+			stop := context.AfterFunc(sctx, func() { st.SetDeadline(time.Now()); st.Close() })
+			defer stop()
+			s.handle(sctx, st, streams)
 		}()
 	}
 }
 
-func (s *Server) handle(ctx context.Context, st *yamux.Stream) {
+// streamSet holds the cancel function of each open stream of a session.
+type streamSet struct {
+	mu      sync.Mutex
+	cancels map[uint32]context.CancelFunc
+}
+
+func (ss *streamSet) add(ctx context.Context, id uint32) context.Context {
+	sctx, cancel := context.WithCancel(ctx)
+	ss.mu.Lock()
+	ss.cancels[id] = cancel
+	ss.mu.Unlock()
+	return sctx
+}
+
+func (ss *streamSet) done(id uint32) {
+	ss.mu.Lock()
+	cancel := ss.cancels[id]
+	delete(ss.cancels, id)
+	ss.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// cancel ends stream id; it is not an error if the stream already ended.
+func (ss *streamSet) cancel(id uint32) {
+	ss.mu.Lock()
+	cancel := ss.cancels[id]
+	ss.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+func (ss *streamSet) cancelAll() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	for _, cancel := range ss.cancels {
+		cancel()
+	}
+}
+
+// ServeListener accepts connections (vsock) and serves each as its own session. allow
+// decides from the peer's address whether a connection may speak to the agent at all; a
+// refused peer is logged and closed before a byte is read.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener, allow func(net.Addr) bool) error {
+	return proto.AcceptLoop(ctx, ln, s.log, func(c net.Conn) {
+		if !allow(c.RemoteAddr()) {
+			s.log.Warn("refused an agent connection from a peer that is not the host", "remote", c.RemoteAddr())
+			c.Close()
+			return
+		}
+		if err := s.ServeConn(ctx, c); err != nil && ctx.Err() == nil {
+			s.log.Info("agent session ended", "remote", c.RemoteAddr(), "err", err)
+		}
+	})
+}
+
+// FromHost admits a vsock peer only if it is the host (VMADDR_CID_HOST: the hypervisor's
+// host side on QEMU, Virtualization.framework and Hyper-V alike). Everything inside the
+// guest, a container's process included, dials from CID 1 (a loopback transport) or the
+// guest's own CID and is refused, so no container reaches the engine or an exec stream
+// through the agent (the Docker Desktop CVE-2025-9074 class; docs/security.md).
+func FromHost(a net.Addr) bool {
+	va, ok := a.(*vsock.Addr)
+	return ok && va.ContextID == vsock.Host
+}
+
+func (s *Server) handle(ctx context.Context, st *yamux.Stream, streams *streamSet) {
 	defer st.Close()
 	var req proto.Request
 	if err := proto.ReadJSONLine(st, &req); err != nil {
@@ -113,6 +173,9 @@ func (s *Server) handle(ctx context.Context, st *yamux.Stream) {
 	case proto.TypeTime:
 		err = s.setTime(req.TimeUnixNano)
 		err = reply(st, err)
+	case proto.TypeCancel:
+		streams.cancel(req.Stream)
+		err = reply(st, nil)
 	case proto.TypeShutdown:
 		_ = reply(st, nil)
 		s.Shutdown()
@@ -204,7 +267,7 @@ func (s *Server) docker(ctx context.Context, st *yamux.Stream) error {
 		c.Close()
 		return err
 	}
-	return proto.Pipe(proto.HalfStream{Stream: st}, c.(*net.UnixConn))
+	return proto.Pipe(ctx, proto.HalfStream{Stream: st}, c.(*net.UnixConn))
 }
 
 func (s *Server) events(ctx context.Context, st *yamux.Stream) error {
@@ -309,7 +372,7 @@ func (s *Server) forwardTCP(ctx context.Context, st *yamux.Stream, ip string, po
 		c.Close()
 		return err
 	}
-	return proto.Pipe(proto.HalfStream{Stream: st}, c.(*net.TCPConn))
+	return proto.Pipe(ctx, proto.HalfStream{Stream: st}, c.(*net.TCPConn))
 }
 
 // forwardUDP carries one host peer's datagrams: FrameStdin frames out to the guest port,

@@ -75,11 +75,11 @@ func (s *Server) notify(ctx context.Context, st *yamux.Stream) error {
 	if err := reply(st, nil); err != nil {
 		return err
 	}
-	sc := proto.Scanner(st)
-	for sc.Scan() {
+	return proto.ReadLines(st, func(line []byte, err error) {
 		var evs []proto.NotifyEvent
-		if jsonUnmarshal(sc.Bytes(), &evs) != nil {
-			continue
+		if err != nil || jsonUnmarshal(line, &evs) != nil {
+			s.log.Warn("bad notify batch from the host", "err", err)
+			return
 		}
 		for _, ev := range evs {
 			target := ev.Path
@@ -95,8 +95,7 @@ func (s *Server) notify(ctx context.Context, st *yamux.Stream) error {
 				s.log.Debug("notify replay failed", "path", target, "err", err)
 			}
 		}
-	}
-	return sc.Err()
+	})
 }
 
 func inShare(p string) bool {

@@ -20,7 +20,8 @@ import (
 )
 
 // Version is bumped on any incompatible change; the host refuses an agent that differs.
-const Version = 1
+// 2: the channel handshake (Sync*), TypeCancel, and lines without a 64 KiB limit.
+const Version = 2
 
 // Default channel endpoints.
 const (
@@ -48,8 +49,16 @@ type Request struct {
 	Follow       bool         `json:"follow,omitempty"`
 	Port         int          `json:"port,omitempty"`
 	Mounts       []Mount      `json:"mounts,omitempty"`
-	IP           string       `json:"ip,omitempty"` // guest address to dial for forward/udp
+	IP           string       `json:"ip,omitempty"`     // guest address to dial for forward/udp
+	Stream       uint32       `json:"stream,omitempty"` // the stream a TypeCancel is about
 }
+
+// TypeCancel tears down stream Request.Stream of the same session on the agent's side:
+// its engine connection or forwarded socket is closed and the stream ends. The host sends
+// it when its own side of a stream is gone (a docker client killed mid-stream) while the
+// agent may still have data to send, which a yamux FIN alone cannot stop. The answer comes
+// once the stream was found and cancelled, or says it was not found.
+const TypeCancel = "cancel"
 
 // Response answers a Request. A non-empty Error ends the stream.
 type Response struct {
@@ -205,8 +214,13 @@ func WriteJSONLine(w io.Writer, v any) error {
 	return err
 }
 
-// maxHeader bounds a header line.
-const maxHeader = 64 << 10
+// maxHeader bounds a stream's first line (a Request or a Response).
+const maxHeader = 1 << 20
+
+// MaxLine bounds one JSON line of an update stream (a port list, a notify batch). It is far
+// above what either side sends (a port list of 10,000 published ports is about 1 MiB); a
+// longer line is skipped, never the end of the stream.
+const MaxLine = 16 << 20
 
 // ReadJSONLine reads one JSON line byte by byte so that nothing past the newline is
 // consumed: the rest of the stream belongs to the payload.
@@ -231,23 +245,64 @@ func ReadJSONLine(r io.Reader, v any) error {
 	return json.Unmarshal(line, v)
 }
 
-// Scanner returns a line scanner sized for events.
-func Scanner(r io.Reader) *bufio.Scanner {
-	s := bufio.NewScanner(r)
-	s.Buffer(make([]byte, 64<<10), maxHeader)
-	return s
+// ReadLines calls fn with each line read from r (without its newline) until r ends; the
+// slice is only valid during the call. A line longer than MaxLine is skipped and reported to
+// fn as ErrLineTooLong, and reading goes on. It returns nil at EOF.
+func ReadLines(r io.Reader, fn func(line []byte, err error)) error {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var line []byte
+	tooLong := false
+	for {
+		frag, err := br.ReadSlice('\n')
+		switch {
+		case err == nil:
+			if !tooLong && len(line)+len(frag)-1 > MaxLine {
+				tooLong = true
+			}
+			if tooLong {
+				fn(nil, ErrLineTooLong)
+			} else if len(line) == 0 {
+				fn(frag[:len(frag)-1], nil)
+			} else {
+				line = append(line, frag[:len(frag)-1]...)
+				fn(line, nil)
+			}
+			line, tooLong = line[:0], false
+		case errors.Is(err, bufio.ErrBufferFull):
+			if !tooLong && len(line)+len(frag) > MaxLine {
+				tooLong, line = true, nil
+			}
+			if !tooLong {
+				line = append(line, frag...)
+			}
+		default:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+	}
 }
+
+// ErrLineTooLong reports a line over MaxLine.
+var ErrLineTooLong = fmt.Errorf("line longer than %d bytes skipped", MaxLine)
+
+// StreamWindow is the most a stream buffers on the receiving side before its sender waits:
+// what one slow or vanished client can pin in memory. 1 MiB keeps a bulk transfer (image
+// loads, build contexts) at the channel's speed (`make bench`) while 200 stalled `logs -f`
+// hold at most 200 MiB, where 16 MiB windows let them hold 3.2 GiB.
+const StreamWindow = 1 << 20
 
 // YamuxConfig is used by both ends. Streams carry docker attach sessions and `logs -f`
 // that sit idle for hours and half-closed `run -i` pipes, so no timeout may cut an idle or
-// half-closed stream; the window is large because image loads and build contexts are bulk.
+// half-closed stream.
 func YamuxConfig() *yamux.Config {
 	c := yamux.DefaultConfig()
-	c.MaxStreamWindowSize = 16 << 20
+	c.MaxStreamWindowSize = StreamWindow
 	c.StreamCloseTimeout = 0 // 0 disables the reset of half-closed streams
-	// The host opens its first stream while the guest is still booting (minutes under TCG):
-	// an open timeout or a keepalive would kill the session before the agent exists. The
-	// VM owner learns of a dead guest from the hypervisor, not from pings.
+	// A session starts only after the channel handshake, so the agent exists; the host
+	// pings it itself (host/daemon) to notice an agent that restarted or hangs. yamux's own
+	// keepalive would also end sessions of a VM that is merely paused.
 	c.StreamOpenTimeout = 0
 	c.EnableKeepAlive = false
 	c.ConnectionWriteTimeout = 30 * time.Second

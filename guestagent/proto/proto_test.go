@@ -2,6 +2,7 @@ package proto
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net"
 	"strings"
@@ -81,7 +82,7 @@ func TestPipeHalfClose(t *testing.T) {
 		if err != nil {
 			return
 		}
-		Pipe(HalfStream{st}, c.(*net.UnixConn))
+		Pipe(context.Background(), HalfStream{Stream: st}, c.(*net.UnixConn))
 	}()
 	st, err := client.OpenStream()
 	if err != nil {

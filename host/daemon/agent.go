@@ -3,71 +3,93 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/berth-dev/berth/vm"
 	"github.com/hashicorp/yamux"
+)
+
+// Agent liveness: the host pings the agent's session every pingEvery and gives the session
+// up when no answer comes within pingTimeout (an agent whose serve process was killed
+// mid-frame leaves the old session waiting forever otherwise). Generous under TCG.
+const (
+	pingEvery   = 5 * time.Second
+	pingTimeout = 15 * time.Second
 )
 
 // agentClient opens streams to berth-agent over one yamux session.
 type agentClient struct {
 	sess *yamux.Session
+	log  *slog.Logger
 }
 
-func newAgentClient(conn net.Conn) (*agentClient, error) {
-	sess, err := yamux.Client(conn, proto.YamuxConfig())
+// dialAgent connects to the agent through the driver, runs the channel handshake and
+// starts a session. It gives up when ctx ends, which also covers a guest that never boots.
+func dialAgent(ctx context.Context, drv vm.Driver, log *slog.Logger) (*agentClient, error) {
+	conn, err := drv.DialAgent(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &agentClient{sess: sess}, nil
+	if err := proto.HostHandshake(ctx, conn); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return newAgentClient(conn, log)
+}
+
+func newAgentClient(conn net.Conn, log *slog.Logger) (*agentClient, error) {
+	sess, err := yamux.Client(conn, proto.YamuxConfig())
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &agentClient{sess: sess, log: log}, nil
 }
 
 // open starts a stream with req and returns it once the agent accepted it. It gives up
-// when ctx ends, which also covers a guest that never boots.
+// when ctx ends: the stream is then closed at once, so a hung agent leaves no goroutine
+// and no stream behind.
 func (a *agentClient) open(ctx context.Context, req proto.Request) (*yamux.Stream, proto.Response, error) {
-	type result struct {
-		st   *yamux.Stream
-		resp proto.Response
-		err  error
+	if err := ctx.Err(); err != nil {
+		return nil, proto.Response{}, err
 	}
-	done := make(chan result, 1)
-	go func() {
-		st, err := a.sess.OpenStream()
-		if err != nil {
-			done <- result{err: fmt.Errorf("agent session: %w", err)}
-			return
-		}
-		if err := proto.WriteJSONLine(st, req); err != nil {
-			st.Close()
-			done <- result{err: err}
-			return
-		}
-		var resp proto.Response
-		if err := proto.ReadJSONLine(st, &resp); err != nil {
-			st.Close()
-			done <- result{err: fmt.Errorf("agent did not answer %s: %w", req.Type, err)}
-			return
-		}
-		if resp.Error != "" {
-			st.Close()
-			done <- result{resp: resp, err: fmt.Errorf("agent: %s", resp.Error)}
-			return
-		}
-		done <- result{st: st, resp: resp}
-	}()
-	select {
-	case r := <-done:
-		return r.st, r.resp, r.err
-	case <-ctx.Done():
-		go func() {
-			if r := <-done; r.st != nil {
-				r.st.Close()
-			}
-		}()
-		return nil, proto.Response{}, ctx.Err()
+	st, err := a.sess.OpenStream()
+	if err != nil {
+		return nil, proto.Response{}, fmt.Errorf("agent session: %w", err)
 	}
+	// Any wait below ends with ctx: the deadline unblocks the stream's reads and writes.
+	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()) })
+	fail := func(err error) (*yamux.Stream, proto.Response, error) {
+		stop()
+		st.SetDeadline(time.Now())
+		st.Close()
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return nil, proto.Response{}, err
+	}
+	if err := proto.WriteJSONLine(st, req); err != nil {
+		return fail(err)
+	}
+	var resp proto.Response
+	if err := proto.ReadJSONLine(st, &resp); err != nil {
+		return fail(fmt.Errorf("agent did not answer %s: %w", req.Type, err))
+	}
+	if !stop() {
+		// ctx ended right as the answer came: the deadline may be set; the caller's
+		// context is done anyway.
+		return fail(ctx.Err())
+	}
+	if resp.Error != "" {
+		st.Close()
+		return nil, resp, fmt.Errorf("agent: %s", resp.Error)
+	}
+	return st, resp, nil
 }
 
 // call runs a request that answers with one line and closes.
@@ -90,7 +112,64 @@ func (a *agentClient) info(ctx context.Context) (*proto.Info, error) {
 	return resp.Info, nil
 }
 
+// stream wraps st for a Pipe: when the pipe tears it down because its client is gone, the
+// agent is told to drop its end too (its engine connection may still be sending).
+func (a *agentClient) stream(st *yamux.Stream) proto.HalfStream {
+	return proto.HalfStream{Stream: st, OnAbort: func() { go a.cancel(st.StreamID()) }}
+}
+
+// cancel asks the agent to tear down stream id (proto.TypeCancel); bounded.
+func (a *agentClient) cancel(id uint32) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := a.call(ctx, proto.Request{Type: proto.TypeCancel, Stream: id}); err != nil && !a.closed() {
+		a.log.Debug("agent did not take a stream cancel", "stream", id, "err", err)
+	}
+}
+
 func (a *agentClient) close() { a.sess.Close() }
+
+// done is closed when the session ends.
+func (a *agentClient) done() <-chan struct{} { return a.sess.CloseChan() }
+
+func (a *agentClient) closed() bool { return a.sess.IsClosed() }
+
+// keepalive pings the agent until the session ends or ctx does, and closes the session when
+// an answer does not come within pingTimeout, so its owner reconnects.
+func (a *agentClient) keepalive(ctx context.Context) {
+	t := time.NewTicker(pingEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-a.done():
+			return
+		case <-t.C:
+		}
+		pong := make(chan error, 1)
+		go func() { _, err := a.sess.Ping(); pong <- err }()
+		timer := time.NewTimer(pingTimeout)
+		select {
+		case err := <-pong:
+			timer.Stop()
+			if err != nil && !errors.Is(err, yamux.ErrSessionShutdown) {
+				a.log.Warn("agent did not answer a ping; reconnecting", "err", err)
+				a.close()
+			}
+		case <-timer.C:
+			a.log.Warn("agent did not answer a ping; reconnecting", "timeout", pingTimeout)
+			a.close() // ends the Ping goroutine too
+			<-pong
+			return
+		case <-ctx.Done():
+			timer.Stop()
+			a.close()
+			<-pong
+			return
+		}
+	}
+}
 
 // followUpdates opens a stream of type typ on which the agent writes a JSON value of T a
 // line (ports, disk), and applies each until the stream ends or ctx does.
@@ -100,15 +179,17 @@ func followUpdates[T any](ctx context.Context, agent *agentClient, typ string, l
 		return err
 	}
 	defer st.Close()
-	go func() { <-ctx.Done(); st.Close() }()
-	sc := proto.Scanner(st)
-	for sc.Scan() {
+	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()); st.Close() })
+	defer stop()
+	return proto.ReadLines(st, func(line []byte, err error) {
 		var v T
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
+		if err == nil {
+			err = json.Unmarshal(line, &v)
+		}
+		if err != nil {
 			log.Warn("bad update from the agent", "stream", typ, "err", err)
-			continue
+			return
 		}
 		apply(v)
-	}
-	return sc.Err()
+	})
 }

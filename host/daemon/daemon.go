@@ -22,6 +22,7 @@ import (
 	"github.com/berth-dev/berth/host/store"
 	"github.com/berth-dev/berth/netproxy"
 	"github.com/berth-dev/berth/vm"
+	"github.com/hashicorp/yamux"
 )
 
 // NewDriver builds the VM driver; it is a variable so each platform picks its own.
@@ -45,10 +46,18 @@ type Daemon struct {
 	ports          *portManager
 	shares         *shares
 
-	stopOnce sync.Once
-	stopReq  chan bool     // force flag
-	vmDone   chan struct{} // closed when the VM is gone and cleaned up
+	agentSet chan struct{}  // closed and replaced whenever agent changes
+	running  chan struct{}  // closed once the instance reached Running
+	wg       sync.WaitGroup // every goroutine of the run
+
+	stopOnce  sync.Once
+	stopping  chan struct{} // closed by the first stop request
+	stopForce bool          // that request's force flag; read after stopping is closed
+	vmDone    chan struct{} // closed when the VM is gone and cleaned up
 }
+
+// errStopRequested ends a boot that a stop request interrupted.
+var errStopRequested = errors.New("stop requested")
 
 // Run runs the daemon for inst until the VM stops. It returns an error when the VM could
 // not be started or died.
@@ -65,12 +74,15 @@ func Run(ctx context.Context, inst *store.Instance, log *slog.Logger) error {
 		return err
 	}
 	d := &Daemon{
-		inst:    inst,
-		cfg:     cfg,
-		log:     log,
-		subs:    map[chan api.Event]struct{}{},
-		stopReq: make(chan bool, 1),
-		vmDone:  make(chan struct{}),
+		inst:     inst,
+		cfg:      cfg,
+		log:      log,
+		subs:     map[chan api.Event]struct{}{},
+		stopping: make(chan struct{}),
+		vmDone:   make(chan struct{}),
+		shares:   &shares{},
+		agentSet: make(chan struct{}),
+		running:  make(chan struct{}),
 	}
 	d.status = api.Status{
 		Name:          inst.Name,
@@ -89,11 +101,16 @@ func Run(ctx context.Context, inst *store.Instance, log *slog.Logger) error {
 		return err
 	}
 	srv := d.apiServer()
-	go srv.Serve(peerCredListener(ctl, log))
-	defer srv.Close()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(peerCredListener(ctl, log))
+	}()
 
 	d.publish(api.Event{State: api.StateStarting})
 	runErr := d.run(ctx)
+	// Every goroutine of the run ends with it (run's context is cancelled on return).
+	d.wg.Wait()
 	final := api.StateStopped
 	if runErr != nil {
 		final = api.StateError
@@ -101,8 +118,14 @@ func Run(ctx context.Context, inst *store.Instance, log *slog.Logger) error {
 	d.setState(final, "", runErr)
 	inst.WriteState(store.State{State: final, Error: errString(runErr)})
 	close(d.vmDone)
-	// Let waiting clients read the last event and the stop answer.
-	time.Sleep(200 * time.Millisecond)
+	// Waiting clients (the event stream, the stop request) finish their answer on vmDone;
+	// Shutdown waits for them, bounded, then closes what is left.
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	<-served
 	return runErr
 }
 
@@ -199,16 +222,21 @@ func (d *Daemon) run(ctx context.Context) error {
 	d.phaseDone(api.PhasePrepare, "image and disks ready")
 
 	d.phaseStart(api.PhaseKernel, "booting the VM")
-	exit, err := drv.Start(ctx)
+	exitCh, err := drv.Start(ctx)
 	if err != nil {
 		return err
 	}
+	exit := watchExit(exitCh)
 	d.mu.Lock()
 	d.driver = drv
 	d.mu.Unlock()
 	d.inst.WriteState(store.State{State: api.StateStarting, PID: os.Getpid(), StartedAt: d.startedAt})
 
 	err = d.boot(ctx, drv, exit)
+	if errors.Is(err, errStopRequested) {
+		d.log.Info("stop requested during boot", "force", d.stopForce)
+		return d.shutdown(drv, exit, d.stopForce)
+	}
 	if err != nil {
 		d.log.Error("start failed", "err", err)
 		d.killVM(drv, exit)
@@ -218,27 +246,39 @@ func (d *Daemon) run(ctx context.Context) error {
 }
 
 // boot waits for the agent and the engine, then opens the docker socket.
-func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit <-chan error) error {
+func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit *vmExit) error {
 	timeout := time.Duration(d.cfg.BootTimeout) * time.Second
 	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// The VM dying, or a stop request, aborts every wait of the boot.
+	// The VM dying, or a stop request, aborts every wait of the boot at once.
 	vmErr := make(chan error, 1)
+	var watch sync.WaitGroup
+	watch.Add(1)
 	go func() {
+		defer watch.Done()
 		select {
-		case err := <-exit:
+		case <-exit.done:
+			err := exit.err
 			if err == nil {
 				err = errors.New("the VM powered off during boot")
 			}
 			vmErr <- err
 			cancel()
+		case <-d.stopping:
+			cancel()
 		case <-bctx.Done():
 		}
 	}()
+	defer watch.Wait()
 	wrap := func(what string, err error) error {
 		select {
 		case verr := <-vmErr:
 			return fmt.Errorf("VM exited while waiting for %s: %w", what, verr)
+		default:
+		}
+		select {
+		case <-d.stopping:
+			return errStopRequested
 		default:
 		}
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -249,40 +289,40 @@ func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit <-chan error) err
 
 	actx, acancel := context.WithTimeout(bctx, timeout)
 	defer acancel()
-	conn, err := drv.DialAgent(actx)
+	agent, err := dialAgent(actx, drv, d.log.With("component", "agent"))
 	if err != nil {
 		return wrap("the agent channel", err)
 	}
-	agent, err := newAgentClient(conn)
-	if err != nil {
-		return err
-	}
-	info, err := agent.info(actx)
+	info, err := d.greet(actx, agent)
 	if err != nil {
 		agent.close()
 		return wrap("the guest agent", err)
 	}
-	if info.ProtocolVersion != proto.Version {
-		agent.close()
-		return fmt.Errorf("guest agent speaks protocol %d, this berth speaks %d: rebuild the image (make image) or reinstall berth", info.ProtocolVersion, proto.Version)
-	}
-	if _, err := agent.call(actx, proto.Request{Type: proto.TypeTime, TimeUnixNano: time.Now().UnixNano()}); err != nil {
-		d.log.Warn("failed to set the guest clock", "err", err)
-	}
 	d.mu.Lock()
-	d.agent = agent
 	d.status.Guest = info
 	// The kernel's share is what the guest measured before running /init.
 	d.status.Phases = append(d.status.Phases, api.PhaseTiming{Phase: api.PhaseKernel, At: info.KernelBoot})
 	d.mu.Unlock()
+	d.setAgent(agent)
 	d.publish(api.Event{State: api.StateStarting, Phase: api.PhaseKernel, Done: true,
 		Message: fmt.Sprintf("Linux %s reached /init after %.1fs of guest uptime", info.Kernel, info.KernelBoot.Seconds())})
 	d.phaseDone(api.PhaseAgent, "guest agent "+info.AgentVersion+" up, IP "+info.IP)
 	d.mountShares(ctx, agent)
 
 	d.phaseStart(api.PhaseEngine, "starting the Docker engine")
+	d.ports = newPortManager(d.liveAgent, d.cfg.PortBindAddress == "0.0.0.0",
+		d.log.With("component", "ports"), func(msg string, err error) {
+			d.mu.Lock()
+			state := d.status.State
+			d.mu.Unlock()
+			d.publish(api.Event{State: state, Message: msg, Error: errString(err)})
+		})
 	engineUp := make(chan error, 1)
-	go d.followEngine(ctx, agent, engineUp)
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.superviseAgent(ctx, drv, agent, engineUp)
+	}()
 	ectx, ecancel := context.WithTimeout(bctx, timeout)
 	defer ecancel()
 	select {
@@ -304,17 +344,24 @@ func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit <-chan error) err
 	if err != nil {
 		return err
 	}
-	go d.serveDocker(ln)
 	d.mu.Lock()
 	d.dockerListener = ln
 	d.mu.Unlock()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		proto.AcceptLoop(ctx, ln, d.log, d.forwardDocker(ctx))
+	}()
 	// Windows' docker CLI speaks named pipes: the engine is on one there too.
 	dockerHost := "unix://" + d.inst.Path(store.DockerSock)
 	if pl, host, err := platformDockerListener(d.inst.Name); err != nil {
 		return err
 	} else if pl != nil {
-		go d.serveDocker(pl)
-		go func() { <-ctx.Done(); pl.Close() }()
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			proto.AcceptLoop(ctx, pl, d.log, d.forwardDocker(ctx))
+		}()
 		dockerHost = host
 	}
 	ctxName := dockerctx.Name(d.inst.Name)
@@ -322,48 +369,172 @@ func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit <-chan error) err
 		d.log.Warn("failed to write the docker context", "context", ctxName, "err", err)
 	}
 	d.phaseDone(api.PhaseSocket, "docker socket and context ready")
-	pm := newPortManager(func() *agentClient { return agent }, d.cfg.PortBindAddress == "0.0.0.0",
-		d.log.With("component", "ports"), func(msg string, err error) {
-			d.mu.Lock()
-			state := d.status.State
-			d.mu.Unlock()
-			d.publish(api.Event{State: state, Message: msg, Error: errString(err)})
-		})
-	d.mu.Lock()
-	d.ports = pm
-	d.mu.Unlock()
-	go func() {
-		if err := pm.follow(ctx); err != nil && ctx.Err() == nil {
-			d.log.Warn("port list stream ended", "err", err)
-		}
-	}()
 	d.setState(api.StateRunning, "", nil)
 	d.inst.WriteState(store.State{State: api.StateRunning, PID: os.Getpid(), StartedAt: d.startedAt})
 	// Disk events start after Running, so that a start's progress never shows one.
-	go func() {
-		if err := d.followDisk(ctx, agent); err != nil && ctx.Err() == nil {
-			d.log.Warn("disk usage stream ended", "err", err)
-		}
-	}()
+	close(d.running)
 	return nil
 }
 
+// greet checks a new agent session: its protocol, and sets the guest clock.
+func (d *Daemon) greet(ctx context.Context, agent *agentClient) (*proto.Info, error) {
+	info, err := agent.info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.ProtocolVersion != proto.Version {
+		return nil, fmt.Errorf("guest agent speaks protocol %d, this berth speaks %d: reinstall berth and its guest image together (berth install)", info.ProtocolVersion, proto.Version)
+	}
+	if _, err := agent.call(ctx, proto.Request{Type: proto.TypeTime, TimeUnixNano: time.Now().UnixNano()}); err != nil {
+		d.log.Warn("failed to set the guest clock", "err", err)
+	}
+	return info, nil
+}
+
+// setAgent makes agent the session every new stream goes to, and wakes liveAgent waiters.
+func (d *Daemon) setAgent(agent *agentClient) {
+	d.mu.Lock()
+	d.agent = agent
+	close(d.agentSet)
+	d.agentSet = make(chan struct{})
+	d.mu.Unlock()
+}
+
+// liveAgent returns the agent session, waiting while the host reconnects to a restarted
+// agent, until ctx ends.
+func (d *Daemon) liveAgent(ctx context.Context) (*agentClient, error) {
+	for {
+		d.mu.Lock()
+		agent, changed := d.agent, d.agentSet
+		d.mu.Unlock()
+		if agent != nil && !agent.closed() {
+			return agent, nil
+		}
+		select {
+		case <-changed:
+		case <-d.vmDone:
+			return nil, fmt.Errorf("instance %q stopped", d.inst.Name)
+		case <-ctx.Done():
+			return nil, fmt.Errorf("the guest agent is not reachable: %w", ctx.Err())
+		}
+	}
+}
+
+// superviseAgent runs the agent's sessions for the life of the run: the streams that mirror
+// the guest (engine state, ports, disk usage, change notification) are opened on each
+// session, and when a session ends (the agent's serve process restarted, or stopped
+// answering pings) the host reconnects with backoff and opens them all again, so the
+// guest's full state is re-synced, never only what changed after. up gets the first
+// engine readiness.
+func (d *Daemon) superviseAgent(ctx context.Context, drv vm.Driver, agent *agentClient, up chan<- error) {
+	for {
+		d.runSession(ctx, agent, up)
+		up = nil
+		agent.close()
+		if ctx.Err() != nil {
+			return
+		}
+		d.mu.Lock()
+		state := d.status.State
+		d.mu.Unlock()
+		if state == api.StateRunning {
+			d.setState(api.StateDegraded, "lost the guest agent; reconnecting", nil)
+		}
+		if agent = d.reconnect(ctx, drv); agent == nil {
+			return
+		}
+	}
+}
+
+// runSession runs one session's followers until the session or ctx ends, and returns
+// once every one of them has.
+func (d *Daemon) runSession(ctx context.Context, agent *agentClient, up chan<- error) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	follow := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(sctx); err != nil && sctx.Err() == nil && !agent.closed() {
+				d.log.Warn("agent stream ended", "stream", name, "err", err)
+			}
+		}()
+	}
+	wg.Add(2)
+	go func() { defer wg.Done(); agent.keepalive(sctx) }()
+	go func() { defer wg.Done(); d.followEngine(sctx, agent, up) }()
+	follow(proto.TypePorts, func(ctx context.Context) error { return d.ports.follow(ctx, agent) })
+	follow(proto.TypeNotify, func(ctx context.Context) error { return d.shares.notify.serve(ctx, agent) })
+	follow(proto.TypeDisk, func(ctx context.Context) error {
+		select {
+		case <-d.running:
+		case <-ctx.Done():
+			return nil
+		}
+		return d.followDisk(ctx, agent)
+	})
+	select {
+	case <-agent.done():
+	case <-ctx.Done():
+	}
+	cancel()
+	wg.Wait()
+}
+
+// reconnect dials the agent until a session is up (nil when ctx ended first).
+func (d *Daemon) reconnect(ctx context.Context, drv vm.Driver) *agentClient {
+	backoff := 100 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		agent, err := dialAgent(actx, drv, d.log.With("component", "agent"))
+		var info *proto.Info
+		if err == nil {
+			if info, err = d.greet(actx, agent); err != nil {
+				agent.close()
+			}
+		}
+		cancel()
+		if err == nil {
+			d.mu.Lock()
+			d.status.Guest = info
+			d.mu.Unlock()
+			d.setAgent(agent)
+			d.log.Info("reconnected to the guest agent", "agent", info.AgentVersion)
+			return agent
+		}
+		d.log.Warn("failed to reconnect to the guest agent", "err", err, "retry_in", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
 // followEngine mirrors the agent's engine events into the instance state. The first
-// "running" is reported on up.
+// "running" is reported on up (nil on later sessions: the engine was up before).
 func (d *Daemon) followEngine(ctx context.Context, agent *agentClient, up chan<- error) {
+	reported := up == nil
+	report := func(err error) {
+		if !reported {
+			reported = true
+			up <- err
+		}
+	}
 	st, _, err := agent.open(ctx, proto.Request{Type: proto.TypeEvents})
 	if err != nil {
-		up <- err
+		report(err)
 		return
 	}
 	defer st.Close()
-	go func() { <-ctx.Done(); st.Close() }()
-	sc := proto.Scanner(st)
-	reported := false
-	for sc.Scan() {
+	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()); st.Close() })
+	defer stop()
+	err = proto.ReadLines(st, func(line []byte, _ error) {
 		var ev proto.Event
-		if json.Unmarshal(sc.Bytes(), &ev) != nil {
-			continue
+		if json.Unmarshal(line, &ev) != nil {
+			return
 		}
 		if ev.Message != "" {
 			d.log.Info("engine", "state", ev.Engine, "msg", ev.Message)
@@ -377,15 +548,13 @@ func (d *Daemon) followEngine(ctx context.Context, agent *agentClient, up chan<-
 		switch ev.Engine {
 		case proto.EngineRunning:
 			if !reported {
-				reported = true
-				up <- nil
+				report(nil)
 			} else if state == api.StateDegraded {
 				d.setState(api.StateRunning, "engine recovered", nil)
 			}
 		case proto.EngineFailed:
 			if !reported {
-				reported = true
-				up <- errors.New(ev.Message)
+				report(errors.New(ev.Message))
 			} else if state == api.StateRunning {
 				d.setState(api.StateDegraded, "", errors.New(ev.Message))
 			}
@@ -394,23 +563,22 @@ func (d *Daemon) followEngine(ctx context.Context, agent *agentClient, up chan<-
 				d.setState(api.StateDegraded, ev.Message, nil)
 			}
 		}
-	}
-	if !reported {
-		up <- fmt.Errorf("engine event stream ended: %v", sc.Err())
-	}
+	})
+	report(fmt.Errorf("engine event stream ended: %v", err))
 }
 
 // serve runs until the VM exits or a stop is requested.
-func (d *Daemon) serve(ctx context.Context, drv vm.Driver, exit <-chan error) error {
+func (d *Daemon) serve(ctx context.Context, drv vm.Driver, exit *vmExit) error {
 	defer d.closeDocker()
 	select {
-	case err := <-exit:
+	case <-exit.done:
+		err := exit.err
 		if err == nil {
 			err = errors.New("the VM powered off by itself")
 		}
 		return fmt.Errorf("VM exited unexpectedly: %w", err)
-	case force := <-d.stopReq:
-		return d.shutdown(drv, exit, force)
+	case <-d.stopping:
+		return d.shutdown(drv, exit, d.stopForce)
 	case <-ctx.Done():
 		return d.shutdown(drv, exit, false)
 	}
@@ -418,25 +586,27 @@ func (d *Daemon) serve(ctx context.Context, drv vm.Driver, exit <-chan error) er
 
 // shutdown stops the VM: through the agent (engine stops its containers, disks are
 // synced), then an ACPI power-off, then a kill — each step bounded.
-func (d *Daemon) shutdown(drv vm.Driver, exit <-chan error, force bool) error {
+func (d *Daemon) shutdown(drv vm.Driver, exit *vmExit, force bool) error {
 	d.setState(api.StateStopping, "stopping", nil)
 	d.closeDocker()
 	if !force {
 		d.mu.Lock()
 		agent := d.agent
 		d.mu.Unlock()
-		if agent != nil {
+		if agent != nil && !agent.closed() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_, err := agent.call(ctx, proto.Request{Type: proto.TypeShutdown})
 			cancel()
 			if err != nil {
 				d.log.Warn("agent shutdown request failed", "err", err)
 			}
+			if waitExit(exit, 90*time.Second) {
+				return nil
+			}
+			d.log.Warn("guest did not power off in 90s; sending ACPI power-off")
+		} else {
+			d.log.Info("no agent session; sending ACPI power-off")
 		}
-		if waitExit(exit, 90*time.Second) {
-			return nil
-		}
-		d.log.Warn("guest did not power off in 90s; sending ACPI power-off")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := drv.Stop(ctx, false)
 		cancel()
@@ -449,7 +619,7 @@ func (d *Daemon) shutdown(drv vm.Driver, exit <-chan error, force bool) error {
 	return nil
 }
 
-func (d *Daemon) killVM(drv vm.Driver, exit <-chan error) {
+func (d *Daemon) killVM(drv vm.Driver, exit *vmExit) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := drv.Stop(ctx, true); err != nil {
@@ -460,18 +630,37 @@ func (d *Daemon) killVM(drv vm.Driver, exit <-chan error) {
 	}
 }
 
-func waitExit(exit <-chan error, d time.Duration) bool {
+// vmExit turns the driver's one-shot exit channel into one that any number of waits can
+// watch: done is closed when the VM is gone, err is then its exit error.
+type vmExit struct {
+	done chan struct{}
+	err  error
+}
+
+func watchExit(ch <-chan error) *vmExit {
+	e := &vmExit{done: make(chan struct{})}
+	go func() {
+		e.err = <-ch
+		close(e.done)
+	}()
+	return e
+}
+
+func waitExit(exit *vmExit, d time.Duration) bool {
 	select {
-	case <-exit:
+	case <-exit.done:
 		return true
 	case <-time.After(d):
 		return false
 	}
 }
 
-// requestStop asks run to shut down; only the first request counts.
+// requestStop asks run to shut down, during boot as well; only the first request counts.
 func (d *Daemon) requestStop(force bool) {
-	d.stopOnce.Do(func() { d.stopReq <- force })
+	d.stopOnce.Do(func() {
+		d.stopForce = force
+		close(d.stopping)
+	})
 }
 
 func (d *Daemon) closeDocker() {
@@ -488,39 +677,30 @@ func (d *Daemon) closeDocker() {
 	}
 }
 
-// serveDocker forwards each client connection as one agent stream.
-func (d *Daemon) serveDocker(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
+// forwardDocker returns the handler of docker socket connections: each one is a stream to
+// the engine socket in the guest, torn down when either side leaves.
+func (d *Daemon) forwardDocker(ctx context.Context) func(net.Conn) {
+	return func(c net.Conn) {
 		hc, ok := c.(proto.HalfCloser)
 		if !ok {
 			c.Close()
-			continue
+			return
 		}
-		go d.forwardDocker(hc)
+		// A restarted agent is waited for, so a client never sees the gap.
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		agent, err := d.liveAgent(octx)
+		var st *yamux.Stream
+		if err == nil {
+			st, _, err = agent.open(octx, proto.Request{Type: proto.TypeDocker})
+		}
+		if err != nil {
+			d.log.Warn("docker connection refused", "err", err)
+			c.Close()
+			return
+		}
+		proto.Pipe(ctx, hc, agent.stream(st))
 	}
-}
-
-func (d *Daemon) forwardDocker(c proto.HalfCloser) {
-	d.mu.Lock()
-	agent := d.agent
-	d.mu.Unlock()
-	if agent == nil {
-		c.Close()
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	st, _, err := agent.open(ctx, proto.Request{Type: proto.TypeDocker})
-	cancel()
-	if err != nil {
-		d.log.Warn("docker connection refused", "err", err)
-		c.Close()
-		return
-	}
-	proto.Pipe(c, proto.HalfStream{Stream: st})
 }
 
 // phaseStart announces a phase.

@@ -48,7 +48,7 @@ func fakeDiskAgent(t *testing.T, updates <-chan proto.DiskUsage, old bool) *agen
 			}()
 		}
 	}()
-	agent, err := newAgentClient(hostEnd)
+	agent, err := newAgentClient(hostEnd, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,7 @@ func HostBindIP(published string, bindAll bool) string {
 
 // portManager mirrors the guest's port list onto host listeners.
 type portManager struct {
-	agent   func() *agentClient
+	agent   func(context.Context) (*agentClient, error) // the live session, waited for
 	bindAll bool
 	log     *slog.Logger
 	notify  func(msg string, err error) // state-change announcements
@@ -62,13 +62,14 @@ type forward struct {
 	closeFn func()
 }
 
-func newPortManager(agent func() *agentClient, bindAll bool, log *slog.Logger, notify func(string, error)) *portManager {
+func newPortManager(agent func(context.Context) (*agentClient, error), bindAll bool, log *slog.Logger, notify func(string, error)) *portManager {
 	return &portManager{agent: agent, bindAll: bindAll, log: log, notify: notify, forwards: map[string]*forward{}}
 }
 
-// follow applies every list the agent sends until the stream ends.
-func (m *portManager) follow(ctx context.Context) error {
-	return followUpdates(ctx, m.agent(), proto.TypePorts, m.log, m.sync)
+// follow applies every list the agent sends on this session until the stream ends. The
+// first list of a session is the guest's full state, so a reconnect re-syncs everything.
+func (m *portManager) follow(ctx context.Context, agent *agentClient) error {
+	return followUpdates(ctx, agent, proto.TypePorts, m.log, m.sync)
 }
 
 // sync opens forwards for new ports and closes the ones that went away. A port that
@@ -107,21 +108,36 @@ func (m *portManager) sync(list []proto.Port) {
 
 func (m *portManager) open(f *forward) error {
 	addr := net.JoinHostPort(f.hostIP, strconv.Itoa(f.port.Port))
+	// "tcp6"/"udp6" make a wildcard IPv6 socket v6-only, so [::]:P and 0.0.0.0:P (docker
+	// publishes both for `-p P:...`) bind side by side instead of the second failing.
+	family := "4"
+	if ip := net.ParseIP(f.hostIP); ip != nil && ip.To4() == nil {
+		family = "6"
+	}
 	switch f.port.Proto {
 	case "tcp":
-		ln, err := net.Listen("tcp", addr)
+		ln, err := net.Listen("tcp"+family, addr)
 		if err != nil {
 			return err
 		}
-		f.closeFn = func() { ln.Close() }
-		go m.serveTCP(ln, f.port)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		f.closeFn = func() { cancel(); ln.Close(); <-done }
+		go func() {
+			defer close(done)
+			m.serveTCP(ctx, ln, f.port)
+		}()
 	case "udp":
-		pc, err := net.ListenPacket("udp", addr)
+		pc, err := net.ListenPacket("udp"+family, addr)
 		if err != nil {
 			return err
 		}
-		f.closeFn = func() { pc.Close() }
-		go m.serveUDP(pc.(*net.UDPConn), f.port)
+		done := make(chan struct{})
+		f.closeFn = func() { pc.Close(); <-done }
+		go func() {
+			defer close(done)
+			m.serveUDP(pc.(*net.UDPConn), f.port)
+		}()
 	default:
 		return fmt.Errorf("unknown protocol %q", f.port.Proto)
 	}
@@ -129,25 +145,24 @@ func (m *portManager) open(f *forward) error {
 }
 
 // serveTCP forwards each connection as its own agent stream, not through the user-mode
-// network stack: a stream is a memcpy away from the guest's loopback.
-func (m *portManager) serveTCP(ln net.Listener, p proto.Port) {
-	for {
-		c, err := ln.Accept()
+// network stack: a stream is a memcpy away from the guest's loopback. Connections end with
+// ctx (the forward closed) or when either side leaves.
+func (m *portManager) serveTCP(ctx context.Context, ln net.Listener, p proto.Port) {
+	proto.AcceptLoop(ctx, ln, m.log, func(c net.Conn) {
+		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		agent, err := m.agent(octx)
+		var st *yamux.Stream
+		if err == nil {
+			st, _, err = agent.open(octx, proto.Request{Type: proto.TypeForward, IP: p.HostIP, Port: p.Port})
+		}
 		if err != nil {
+			m.log.Debug("forward refused", "port", p.Port, "err", err)
+			c.Close()
 			return
 		}
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			st, _, err := m.agent().open(ctx, proto.Request{Type: proto.TypeForward, IP: p.HostIP, Port: p.Port})
-			cancel()
-			if err != nil {
-				m.log.Debug("forward refused", "port", p.Port, "err", err)
-				c.Close()
-				return
-			}
-			proto.Pipe(c.(*net.TCPConn), proto.HalfStream{Stream: st})
-		}()
-	}
+		proto.Pipe(ctx, c.(*net.TCPConn), agent.stream(st))
+	})
 }
 
 // serveUDP gives each host peer its own agent stream (so replies find their way back),
@@ -166,10 +181,20 @@ func (m *portManager) serveUDP(pc *net.UDPConn, p proto.Port) {
 		}
 		mu.Unlock()
 	}()
+	stop := make(chan struct{})
+	var expiry sync.WaitGroup
+	expiry.Add(1)
+	defer func() { close(stop); expiry.Wait() }()
 	go func() { // idle expiry
+		defer expiry.Done()
 		t := time.NewTicker(udpIdle / 4)
 		defer t.Stop()
-		for range t.C {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
 			mu.Lock()
 			if sessions == nil {
 				mu.Unlock()
@@ -202,7 +227,11 @@ func (m *portManager) serveUDP(pc *net.UDPConn, p proto.Port) {
 		mu.Unlock()
 		if s == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			st, _, err := m.agent().open(ctx, proto.Request{Type: proto.TypeUDP, IP: p.HostIP, Port: p.Port})
+			agent, err := m.agent(ctx)
+			var st *yamux.Stream
+			if err == nil {
+				st, _, err = agent.open(ctx, proto.Request{Type: proto.TypeUDP, IP: p.HostIP, Port: p.Port})
+			}
 			cancel()
 			if err != nil {
 				continue

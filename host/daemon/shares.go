@@ -13,6 +13,7 @@ import (
 	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/vm"
+	"github.com/hashicorp/yamux"
 )
 
 // shares tracks an instance's shared directories.
@@ -23,6 +24,53 @@ type shares struct {
 	mounts   []api.Mount
 	daemons  []*exec.Cmd // virtiofsd processes
 	watchers []*fileshare.Watcher
+	notify   notifier
+}
+
+// notifier carries host changes to the guest on the current agent session's notify stream.
+type notifier struct {
+	mu    sync.Mutex
+	roots []string      // the shares whose changes are replayed; set once they are mounted
+	st    *yamux.Stream // nil between sessions: changes then are not replayed
+}
+
+// notifyBatch bounds the events of one line, so no batch makes a huge line.
+const notifyBatch = 512
+
+func (n *notifier) send(evs []proto.NotifyEvent) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for len(evs) > 0 && n.st != nil {
+		k := min(len(evs), notifyBatch)
+		if err := proto.WriteJSONLine(n.st, evs[:k]); err != nil {
+			return
+		}
+		evs = evs[k:]
+	}
+}
+
+// serve opens the notify stream on agent's session and keeps it as the current one until
+// ctx ends (the session's end).
+func (n *notifier) serve(ctx context.Context, agent *agentClient) error {
+	n.mu.Lock()
+	watched := len(n.roots) > 0
+	n.mu.Unlock()
+	if !watched {
+		return nil
+	}
+	st, _, err := agent.open(ctx, proto.Request{Type: proto.TypeNotify})
+	if err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.st = st
+	n.mu.Unlock()
+	<-ctx.Done()
+	n.mu.Lock()
+	n.st = nil
+	n.mu.Unlock()
+	st.SetDeadline(time.Now())
+	return st.Close()
 }
 
 // prepareShares validates the shares and starts what serves them on the host. It runs
@@ -33,7 +81,9 @@ func (d *Daemon) prepareShares(ctx context.Context, runDir string) ([]vm.Share, 
 		return nil, fmt.Errorf("invalid shares in %s: %w", d.inst.Path("berth.yaml"), err)
 	}
 	driver := platformDriverName(d.cfg)
-	d.shares = &shares{list: list}
+	d.shares.mu.Lock()
+	d.shares.list = list
+	d.shares.mu.Unlock()
 	var out []vm.Share
 	for i, s := range list {
 		typ := fileshare.DeviceFor(driver, os.Geteuid() == 0, s.ReadOnly, fileshare.HasVirtiofsd())
@@ -44,10 +94,14 @@ func (d *Daemon) prepareShares(ctx context.Context, runDir string) ([]vm.Share, 
 			if err != nil {
 				return nil, err
 			}
+			d.shares.mu.Lock()
 			d.shares.daemons = append(d.shares.daemons, cmd)
+			d.shares.mu.Unlock()
 			vs.VirtiofsSocket = sock
 		}
+		d.shares.mu.Lock()
 		d.shares.types = append(d.shares.types, typ)
+		d.shares.mu.Unlock()
 		out = append(out, vs)
 	}
 	return out, nil
@@ -56,7 +110,7 @@ func (d *Daemon) prepareShares(ctx context.Context, runDir string) ([]vm.Share, 
 // mountShares asks the agent to mount every share and starts change notification.
 func (d *Daemon) mountShares(ctx context.Context, agent *agentClient) {
 	sh := d.shares
-	if sh == nil || len(sh.list) == 0 {
+	if len(sh.list) == 0 {
 		return
 	}
 	req := proto.Request{Type: proto.TypeMount}
@@ -92,19 +146,22 @@ func (d *Daemon) mountShares(ctx context.Context, agent *agentClient) {
 		}
 	}
 	if len(roots) > 0 {
-		d.startNotify(ctx, agent, roots)
+		sh.notify.mu.Lock()
+		sh.notify.roots = roots
+		sh.notify.mu.Unlock()
+		// Walking the shares (the whole home directory, by default) takes a while under
+		// a big tree: it runs beside the boot, not inside it.
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			d.watchShares(ctx, roots)
+		}()
 	}
 }
 
-// startNotify watches the shares on the host and replays changes in the guest.
-func (d *Daemon) startNotify(ctx context.Context, agent *agentClient, roots []string) {
-	st, _, err := agent.open(ctx, proto.Request{Type: proto.TypeNotify})
-	if err != nil {
-		d.log.Warn("change notification unavailable", "err", err)
-		return
-	}
-	go func() { <-ctx.Done(); st.Close() }()
-	var wmu sync.Mutex
+// watchShares watches the shares on the host until ctx ends and replays changes in the
+// guest through the notifier.
+func (d *Daemon) watchShares(ctx context.Context, roots []string) {
 	echoes := fileshare.NewEchoFilter(2 * time.Second)
 	w, err := fileshare.Watch(ctx, roots, fileshare.DefaultMaxDirs, d.log.With("component", "watch"), func(evs []fileshare.Event) {
 		evs = echoes.Filter(evs)
@@ -115,11 +172,7 @@ func (d *Daemon) startNotify(ctx context.Context, agent *agentClient, roots []st
 		for i, e := range evs {
 			out[i] = proto.NotifyEvent{Path: e.Path, Op: e.Op}
 		}
-		wmu.Lock()
-		defer wmu.Unlock()
-		if err := proto.WriteJSONLine(st, out); err != nil {
-			d.log.Debug("notify stream", "err", err)
-		}
+		d.shares.notify.send(out)
 	})
 	if err != nil {
 		d.log.Warn("failed to watch shares", "err", err)
@@ -134,9 +187,6 @@ func (d *Daemon) startNotify(ctx context.Context, agent *agentClient, roots []st
 // mountList returns the shares' state for the API.
 func (d *Daemon) mountList() []api.Mount {
 	sh := d.shares
-	if sh == nil {
-		return []api.Mount{}
-	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	out := make([]api.Mount, 0, len(sh.list))
@@ -157,9 +207,8 @@ func (d *Daemon) mountList() []api.Mount {
 
 // stopShares ends the host side of the shares.
 func (d *Daemon) stopShares() {
-	if d.shares == nil {
-		return
-	}
+	d.shares.mu.Lock()
+	defer d.shares.mu.Unlock()
 	for _, c := range d.shares.daemons {
 		if c.Process != nil {
 			c.Process.Kill()

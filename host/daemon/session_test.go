@@ -1,0 +1,262 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/guestagent"
+	"github.com/berth-dev/berth/host/api"
+	"github.com/berth-dev/berth/host/store"
+)
+
+// fakeVM is a vm.Driver whose agent channel is the real guestagent.Server on a socket pair,
+// with a fake engine socket: hostd's side of every stream runs for real, without a VM.
+type fakeVM struct {
+	t      *testing.T
+	srv    *guestagent.Server
+	mu     sync.Mutex
+	guests []net.Conn // the agent's end of each channel dialled
+}
+
+func newFakeVM(t *testing.T, dockerSock string) *fakeVM {
+	srv := guestagent.NewServer(guestagent.ServeOptions{DockerSocket: dockerSock}, nil, slog.New(slog.DiscardHandler))
+	return &fakeVM{t: t, srv: srv}
+}
+
+func (f *fakeVM) Start(ctx context.Context) (<-chan error, error) { return make(chan error), nil }
+func (f *fakeVM) Stop(ctx context.Context, force bool) error       { return nil }
+
+func (f *fakeVM) DialAgent(ctx context.Context) (net.Conn, error) {
+	host, guest := socketPair(f.t)
+	f.mu.Lock()
+	f.guests = append(f.guests, guest)
+	f.mu.Unlock()
+	go f.srv.ServeConn(context.Background(), guest)
+	return host, nil
+}
+
+// killAgent ends the agent's side of the current channel, as a restart of its serve
+// process does.
+func (f *fakeVM) killAgent() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.guests[len(f.guests)-1].Close()
+}
+
+func socketPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("unix", t.TempDir()+"/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() { c, _ := ln.Accept(); acc <- c }()
+	c, err := net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, <-acc
+}
+
+func testDaemon() *Daemon {
+	return &Daemon{
+		inst:     &store.Instance{Name: "t"},
+		log:      slog.New(slog.DiscardHandler),
+		subs:     map[chan api.Event]struct{}{},
+		stopping: make(chan struct{}),
+		vmDone:   make(chan struct{}),
+		shares:   &shares{},
+		agentSet: make(chan struct{}),
+		running:  make(chan struct{}),
+		status:   api.Status{State: api.StateRunning},
+	}
+}
+
+// startSessions connects to vm and runs the agent supervisor as boot does.
+func startSessions(t *testing.T, d *Daemon, vm *fakeVM) (context.Context, *agentClient) {
+	ctx, cancel := context.WithCancel(t.Context())
+	agent, err := dialAgent(ctx, vm, d.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.setAgent(agent)
+	d.ports = newPortManager(d.liveAgent, false, d.log, func(string, error) {})
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.superviseAgent(ctx, vm, agent, nil)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		waitGroup(t, &d.wg, 10*time.Second)
+	})
+	return ctx, agent
+}
+
+func waitGroup(t *testing.T, wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Errorf("goroutines of the run still running %s after it ended", d)
+	}
+}
+
+// TestAgentReconnect: when the agent's side of the session goes away, hostd reconnects on
+// its own, new streams go to the new session, and the run's goroutines all end with it.
+func TestAgentReconnect(t *testing.T) {
+	vm := newFakeVM(t, "/nonexistent")
+	d := testDaemon()
+	ctx, first := startSessions(t, d, vm)
+
+	vm.killAgent()
+	deadline := time.Now().Add(10 * time.Second)
+	var agent *agentClient
+	for time.Now().Before(deadline) {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		a, err := d.liveAgent(actx)
+		cancel()
+		if err == nil && a != first {
+			agent = a
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if agent == nil {
+		t.Fatal("hostd did not reconnect to the agent")
+	}
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := agent.info(ictx); err != nil {
+		t.Fatalf("new session does not answer: %v", err)
+	}
+}
+
+// fakeEngine serves a unix socket: "echo" connections answer what they read, upper-cased,
+// after the client half-closes; "chatty" ones write until closed and report that.
+func fakeEngine(t *testing.T, chatty bool) (string, chan struct{}) {
+	sock := t.TempDir() + "/docker.sock"
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	closed := make(chan struct{}, 16)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if !chatty {
+					in, _ := io.ReadAll(c)
+					c.Write(bytes.ToUpper(in))
+					return
+				}
+				line := bytes.Repeat([]byte("log line\n"), 1024)
+				for {
+					if _, err := c.Write(line); err != nil {
+						closed <- struct{}{}
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return sock, closed
+}
+
+// TestDockerForwardHalfClose: a request, a half-close, and the whole reply comes back.
+func TestDockerForwardHalfClose(t *testing.T) {
+	sock, _ := fakeEngine(t, false)
+	vm := newFakeVM(t, sock)
+	d := testDaemon()
+	ctx, _ := startSessions(t, d, vm)
+	client, server := socketPair(t)
+	go d.forwardDocker(ctx)(server)
+	client.Write([]byte("GET /_ping"))
+	client.(*net.UnixConn).CloseWrite()
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "GET /_PING" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+// TestDockerClientGoneMidStream: a client killed during a chatty stream (`logs -f`,
+// `exec` on a container that keeps printing) closes the engine connection in the guest,
+// and no stream stays open on either side.
+func TestDockerClientGoneMidStream(t *testing.T) {
+	sock, engineClosed := fakeEngine(t, true)
+	vm := newFakeVM(t, sock)
+	d := testDaemon()
+	ctx, agent := startSessions(t, d, vm)
+	// The session's own followers (engine events) open their streams first.
+	time.Sleep(300 * time.Millisecond)
+	base := agent.sess.NumStreams()
+	for range 5 {
+		client, server := socketPair(t)
+		done := make(chan struct{})
+		go func() { d.forwardDocker(ctx)(server); close(done) }()
+		io.ReadFull(client, make([]byte, 32<<10))
+		client.Close()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the forward did not end after its client left")
+		}
+		select {
+		case <-engineClosed:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the engine connection in the guest stayed open")
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for agent.sess.NumStreams() > base && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := agent.sess.NumStreams(); n > base {
+		t.Errorf("%d streams left open on the host (base %d)", n, base)
+	}
+}
+
+// TestStopDuringBoot: a stop request ends a boot that waits for an agent that never comes,
+// at once rather than after the boot timeout.
+func TestStopDuringBoot(t *testing.T) {
+	d := testDaemon()
+	d.cfg.BootTimeout = 600
+	d.status.State = api.StateStarting
+	never := &silentVM{}
+	exit := watchExit(make(chan error))
+	errc := make(chan error, 1)
+	go func() { errc <- d.boot(t.Context(), never, exit) }()
+	time.Sleep(100 * time.Millisecond)
+	d.requestStop(true)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, errStopRequested) {
+			t.Fatalf("boot returned %v, want errStopRequested", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("boot ignored the stop request")
+	}
+}
+
+// silentVM's agent channel connects but nobody ever answers.
+type silentVM struct{ fakeVM }
+
+func (s *silentVM) DialAgent(ctx context.Context) (net.Conn, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
