@@ -31,7 +31,7 @@ func newFakeVM(t *testing.T, dockerSock string) *fakeVM {
 }
 
 func (f *fakeVM) Start(ctx context.Context) (<-chan error, error) { return make(chan error), nil }
-func (f *fakeVM) Stop(ctx context.Context, force bool) error       { return nil }
+func (f *fakeVM) Stop(ctx context.Context, force bool) error      { return nil }
 
 func (f *fakeVM) DialAgent(ctx context.Context) (net.Conn, error) {
 	host, guest := socketPair(f.t)
