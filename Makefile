@@ -13,6 +13,11 @@ HOST_ARCH   := $(shell $(GO) env GOARCH)
 IMAGE_ARCHES ?= amd64 arm64
 BERTH_HOME  ?= $(HOME)/.berth
 LDFLAGS     := -s -w -X main.version=$(VERSION) -X github.com/berth-dev/berth/guestagent.Version=$(VERSION)
+# The sha256 of each guest image bundle of this version (`make bundle` before the build),
+# baked into berth so a downloaded bundle is checked against the build, never against a
+# checksum from the server that serves it: "amd64=HEX,arm64=HEX"; empty without bundles.
+BUNDLE_SHA256 := $(shell for a in $(IMAGE_ARCHES); do f="$(OUT)/bundle/berth-image-$(VERSION)-$$a.tar.gz.sha256"; if [ -f "$$f" ]; then echo "$$a=$$(cut -d' ' -f1 "$$f")"; fi; done | paste -sd, -)
+LDFLAGS     += $(if $(BUNDLE_SHA256),-X github.com/berth-dev/berth/host/image.BundleSHA256=$(BUNDLE_SHA256))
 E2E_TIMEOUT ?= 75m
 
 # Debian packages the build and the tests need (installed by `make deps` when missing).

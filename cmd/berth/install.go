@@ -32,7 +32,8 @@ See docs/install.md for every path.`,
 	f := cmd.Flags()
 	f.String("prefix", "", `install prefix: binaries go to PREFIX/bin (default ~/.local; %LOCALAPPDATA%\Programs\Berth on Windows)`)
 	f.String("image-dir", "", "copy the guest image from this directory (holding vmlinuz, initrd.img, root.img, or <arch>/ with them)")
-	f.String("image-url", "", "download the guest image bundle from this URL ({arch} is replaced); checked against URL.sha256")
+	f.String("image-url", "", "download the guest image bundle from this https:// URL ({arch} is replaced); checked against the sha256 built into this berth, or --image-sha256")
+	f.String("image-sha256", "", "the sha256 of the --image-url bundle, from a source you trust (needed when this berth was built without one)")
 	f.String("arch", runtime.GOARCH, "guest architecture of the image to install: amd64 or arm64")
 	f.Bool("start-at-login", false, "start the default instance at login (systemd --user unit, launchd agent, or HKCU Run entry)")
 	f.Bool("docker-sock-link", false, "also link "+install.DefaultDockerSock+" to berth's docker socket, for tools that ignore docker contexts; needs administrator rights (asks through sudo)")
@@ -54,6 +55,7 @@ func installAction(cmd *cobra.Command, args []string) error {
 	o.Prefix, _ = f.GetString("prefix")
 	o.ImageDir, _ = f.GetString("image-dir")
 	o.ImageURL, _ = f.GetString("image-url")
+	o.ImageSHA256, _ = f.GetString("image-sha256")
 	o.Arch, _ = f.GetString("arch")
 	o.StartAtLogin, _ = f.GetBool("start-at-login")
 	o.DockerSockLink, _ = f.GetBool("docker-sock-link")
@@ -63,6 +65,9 @@ func installAction(cmd *cobra.Command, args []string) error {
 	}
 	if o.ImageDir != "" && o.ImageURL != "" {
 		return errors.New("--image-dir and --image-url both given: pick one")
+	}
+	if o.ImageSHA256 != "" && o.ImageURL == "" {
+		return errors.New("--image-sha256 is the checksum of the --image-url bundle: pass --image-url too")
 	}
 	if o.Prefix != "" {
 		if o.Prefix, err = filepath.Abs(o.Prefix); err != nil {

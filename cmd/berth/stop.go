@@ -1,9 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"runtime"
+	"time"
 
+	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/instance"
+	"github.com/berth-dev/berth/host/store"
 	"github.com/spf13/cobra"
 )
 
@@ -18,7 +24,14 @@ func newStopCommand() *cobra.Command {
 				return err
 			}
 			force, _ := cmd.Flags().GetBool("force")
-			if err := instance.Stop(cmd.Context(), inst, force); err != nil {
+			timeout, _ := cmd.Flags().GetDuration("timeout")
+			if force && !cmd.Flags().Changed("timeout") {
+				timeout = api.DefaultForceStopTimeout
+			}
+			if timeout <= 0 {
+				return fmt.Errorf("--timeout %s: want a positive duration", timeout)
+			}
+			if err := stopWithin(cmd.Context(), inst, force, timeout); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Stopped %q\n", inst.Name)
@@ -26,7 +39,53 @@ func newStopCommand() *cobra.Command {
 		},
 	}
 	cmd.Flags().Bool("force", false, "power the VM off at once, without stopping containers")
+	cmd.Flags().Duration("timeout", api.DefaultStopTimeout, fmt.Sprintf("how long to wait for the instance to stop (default %s with --force)", api.DefaultForceStopTimeout))
 	return cmd
+}
+
+// stopWithin stops inst and waits at most timeout. When the instance is still up after it,
+// the error says what state it is in and what to do next.
+func stopWithin(ctx context.Context, inst *store.Instance, force bool, timeout time.Duration) error {
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	err := instance.Stop(sctx, inst, force)
+	if err == nil {
+		return nil
+	}
+	pid := inst.DaemonPID()
+	if errors.Is(err, instance.ErrNotRunning) || pid == 0 {
+		if errors.Is(err, instance.ErrNotRunning) {
+			return err
+		}
+		return nil // it went down as the wait ended
+	}
+	if sctx.Err() == nil && !errors.Is(err, api.ErrStopTimeout) {
+		return err
+	}
+	// Still running: ask the daemon what it is doing, briefly; else take the record.
+	state := ""
+	qctx, qcancel := context.WithTimeout(ctx, 2*time.Second)
+	if st, serr := instance.Client(inst).Status(qctx); serr == nil {
+		state = st.State
+	}
+	qcancel()
+	if state == "" {
+		state = inst.ReadState().State + " (recorded; the daemon does not answer)"
+	}
+	log := inst.Path(store.HostdLog)
+	if !force {
+		return fmt.Errorf("instance %q did not stop within %s: it is %s, daemon pid %d.\n"+
+			"The guest may still be stopping containers. To power the VM off at once (containers are killed): berth stop --force %s\n"+
+			"To wait longer: berth stop --timeout 10m %s. The daemon's log: %s",
+			inst.Name, timeout, state, pid, inst.Name, inst.Name, log)
+	}
+	kill := fmt.Sprintf("kill -9 %d", pid)
+	if runtime.GOOS == "windows" {
+		kill = fmt.Sprintf("taskkill /F /PID %d", pid)
+	}
+	return fmt.Errorf("instance %q did not stop within %s even with --force: it is %s, daemon pid %d.\n"+
+		"End the daemon and its VM with: %s. The daemon's log: %s",
+		inst.Name, timeout, state, pid, kill, log)
 }
 
 func newRestartCommand() *cobra.Command {
@@ -40,7 +99,7 @@ func newRestartCommand() *cobra.Command {
 				return err
 			}
 			if inst.DaemonPID() != 0 {
-				if err := instance.Stop(cmd.Context(), inst, false); err != nil {
+				if err := stopWithin(cmd.Context(), inst, false, api.DefaultStopTimeout); err != nil {
 					return err
 				}
 			}

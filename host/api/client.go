@@ -5,19 +5,35 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/berth-dev/berth/guestagent/proto"
 )
+
+// Bounds of a stop request when the caller's context has none: the daemon's own graceful
+// stop takes at most about 2 minutes (90 s for the guest, 15 s for ACPI, then a kill), a
+// forced one seconds.
+const (
+	DefaultStopTimeout      = 3 * time.Minute
+	DefaultForceStopTimeout = 30 * time.Second
+)
+
+// dialTimeout bounds connecting to the control socket (a daemon too busy to accept).
+const dialTimeout = 10 * time.Second
 
 // Client talks to one host daemon.
 type Client struct {
 	sock string
 	http *http.Client
+	// StopTimeout and ForceStopTimeout bound Stop when the caller's context has no
+	// deadline (zero: DefaultStopTimeout, DefaultForceStopTimeout).
+	StopTimeout, ForceStopTimeout time.Duration
 }
 
 // NewClient returns a client for the control socket at sock.
@@ -26,7 +42,7 @@ func NewClient(sock string) *Client {
 		sock: sock,
 		http: &http.Client{Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
+				d := net.Dialer{Timeout: dialTimeout}
 				return d.DialContext(ctx, "unix", sock)
 			},
 		}},
@@ -81,9 +97,35 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	return s, err
 }
 
-// Stop asks the daemon to stop the VM; it returns once the VM is down.
+// ErrStopTimeout is returned by Stop when the daemon has not answered within the bound.
+var ErrStopTimeout = errors.New("the berth daemon did not finish the stop in time")
+
+// Stop asks the daemon to stop the VM; it returns once the VM is down. It never waits
+// forever: the bound is ctx's deadline, else StopTimeout (ForceStopTimeout with force);
+// when it passes without an answer the error wraps ErrStopTimeout.
 func (c *Client) Stop(ctx context.Context, force bool) error {
-	return c.do(ctx, http.MethodPost, "/v1/stop", StopRequest{Force: force}, nil)
+	var d time.Duration
+	if dl, ok := ctx.Deadline(); ok {
+		d = time.Until(dl)
+	} else {
+		if d = c.StopTimeout; d <= 0 {
+			d = DefaultStopTimeout
+		}
+		if force {
+			if d = c.ForceStopTimeout; d <= 0 {
+				d = DefaultForceStopTimeout
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, d, ErrStopTimeout)
+	defer cancel()
+	err := c.do(ctx, http.MethodPost, "/v1/stop", StopRequest{Force: force}, nil)
+	if err != nil && ctx.Err() != nil {
+		if cause := context.Cause(ctx); errors.Is(cause, ErrStopTimeout) || errors.Is(cause, context.DeadlineExceeded) {
+			return fmt.Errorf("%w: no answer from %s within %s", ErrStopTimeout, c.sock, d.Round(time.Millisecond))
+		}
+	}
+	return err
 }
 
 // Events streams events until ctx ends or the daemon goes away. The first event is the

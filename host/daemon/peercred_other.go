@@ -1,4 +1,4 @@
-//go:build !linux
+//go:build !linux && !darwin
 
 package daemon
 
@@ -7,5 +7,6 @@ import (
 	"net"
 )
 
-// peerCredListener relies on the socket's 0600 mode in a 0700 directory here.
+// peerCredListener: there are no unix-socket peer credentials here (Windows serves the
+// engine on a per-user named pipe, whose ACL does the same job).
 func peerCredListener(ln net.Listener, _ *slog.Logger) net.Listener { return ln }

@@ -21,9 +21,12 @@ import (
 
 // FetchOptions say which bundle to download and where to put it.
 type FetchOptions struct {
-	// URL of the bundle (tar.gz); its checksum is URL + ".sha256" (sha256sum format).
-	// `{arch}` is replaced by Arch.
+	// URL of the bundle (tar.gz), https:// only. `{arch}` is replaced by Arch.
 	URL string
+	// SHA256 is the bundle's expected sha256 (hex). Empty means the checksum built into
+	// this berth for Arch (BuiltinSHA256); without either Fetch refuses: a checksum served
+	// beside the bundle proves nothing about it.
+	SHA256 string
 	// Dir is the images root (~/.berth/_images): the image lands in Dir/<Arch>, and the
 	// download is kept as Dir/<bundle name>.part until it is verified.
 	Dir  string
@@ -31,14 +34,81 @@ type FetchOptions struct {
 	// Progress receives "bytes / total (percent)" lines; nil shows nothing.
 	Progress io.Writer
 	// Client defaults to an http.Client without an overall timeout (a bundle is hundreds
-	// of MiB) but with a bounded wait for response headers.
+	// of MiB) but with a bounded wait for response headers. Redirects to anything but
+	// https:// are refused whatever the client.
 	Client *http.Client
 	// Attempts bounds the downloads tried, each resuming where the last one stopped;
 	// 0 means 4.
 	Attempts int
 }
 
-// ErrCorrupt is returned for a bundle whose sha256 does not match its .sha256 file.
+// BundleSHA256 is set at build time (-ldflags "-X
+// github.com/berth-dev/berth/host/image.BundleSHA256=amd64=HEX,arm64=HEX", see the
+// Makefile) to the sha256 of the guest image bundles built with this berth, one per
+// architecture. Empty in a build without bundles.
+var BundleSHA256 string
+
+// EnvSHA256 gives the sha256 of the bundle BERTH_IMAGE_URL names, for a berth built
+// without one (the user's explicit choice, like `berth install --image-sha256`).
+const EnvSHA256 = "BERTH_IMAGE_SHA256"
+
+// BuiltinSHA256 returns the bundle checksum built into this berth for arch, or "".
+func BuiltinSHA256(arch string) string {
+	for _, kv := range strings.Split(BundleSHA256, ",") {
+		if a, sum, ok := strings.Cut(strings.TrimSpace(kv), "="); ok && a == arch {
+			return strings.ToLower(strings.TrimSpace(sum))
+		}
+	}
+	return ""
+}
+
+// ExpectedSHA256 is the checksum a download of arch's bundle is checked against: given
+// (explicitly, by the user) or else built in. It fails, saying how to pass one, when there
+// is neither or the given one is not a sha256.
+func ExpectedSHA256(given, arch, url string) (string, error) {
+	if given == "" {
+		given = BuiltinSHA256(arch)
+	}
+	if given == "" {
+		return "", fmt.Errorf("no sha256 to check the guest image bundle %s against: this berth was built without one for %s. "+
+			"Pass the bundle's sha256 from a source you trust (the release notes, or the published %s.sha256 fetched over a channel you trust) "+
+			"with `berth install --image-sha256 HEX`, or %s=HEX for `berth start`", url, arch, path.Base(url), EnvSHA256)
+	}
+	sum := strings.ToLower(strings.TrimSpace(given))
+	if dec, err := hex.DecodeString(sum); err != nil || len(dec) != sha256.Size {
+		return "", fmt.Errorf("%q is not a sha256 (64 hex digits)", given)
+	}
+	return sum, nil
+}
+
+// CheckURL accepts only https:// bundle URLs.
+func CheckURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("invalid image bundle URL %q: want https://…/berth-image-<version>-<arch>.tar.gz", raw)
+	}
+	if u.Scheme != "https" {
+		return nil, fmt.Errorf("refusing the image bundle URL %q: only https:// downloads are allowed (a guest image fetched over %s could be replaced on the way); for a local copy use --image-dir", raw, u.Scheme)
+	}
+	name := path.Base(u.Path)
+	if name == "" || name == "/" || name == "." {
+		return nil, fmt.Errorf("invalid image bundle URL %q: it names no file", raw)
+	}
+	return u, nil
+}
+
+// httpsOnly refuses redirects away from https.
+func httpsOnly(req *http.Request, via []*http.Request) error {
+	if req.URL.Scheme != "https" {
+		return fmt.Errorf("refusing a redirect to %s: only https:// downloads are allowed", req.URL.Redacted())
+	}
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	return nil
+}
+
+// ErrCorrupt is returned for a bundle whose sha256 does not match the expected one.
 var ErrCorrupt = errors.New("corrupt bundle")
 
 // ExpandURL replaces `{arch}` in a bundle URL.
@@ -50,8 +120,9 @@ var defaultClient = &http.Client{Transport: &http.Transport{
 	TLSHandshakeTimeout:   30 * time.Second,
 }}
 
-// Fetch downloads the bundle, resuming a partial download left by an earlier attempt
-// (HTTP Range on the .part file), verifies its sha256 against URL.sha256, and extracts it
+// Fetch downloads the bundle over https, resuming a partial download left by an earlier
+// attempt (HTTP Range on the .part file), verifies its sha256 against the expected one
+// (given, or built into berth: never one from the same server), and extracts it
 // atomically into Dir/<Arch>. A bundle that does not match its checksum is deleted and
 // refused with ErrCorrupt; so is one whose content contradicts its own manifest.
 func Fetch(ctx context.Context, o FetchOptions) error {
@@ -65,18 +136,18 @@ func Fetch(ctx context.Context, o FetchOptions) error {
 		o.Progress = io.Discard
 	}
 	raw := ExpandURL(o.URL, o.Arch)
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		return fmt.Errorf("invalid image bundle URL %q: want http(s)://…/berth-image-<version>-<arch>.tar.gz", raw)
-	}
-	name := path.Base(u.Path)
-	if name == "" || name == "/" || name == "." {
-		return fmt.Errorf("invalid image bundle URL %q: it names no file", raw)
-	}
-	want, err := fetchChecksum(ctx, o.Client, raw+".sha256")
+	u, err := CheckURL(raw)
 	if err != nil {
 		return err
 	}
+	name := path.Base(u.Path)
+	want, err := ExpectedSHA256(o.SHA256, o.Arch, raw)
+	if err != nil {
+		return err
+	}
+	client := *o.Client
+	client.CheckRedirect = httpsOnly
+	o.Client = &client
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return fmt.Errorf("failed to create %s: %w", o.Dir, err)
 	}
@@ -114,7 +185,7 @@ func Fetch(ctx context.Context, o FetchOptions) error {
 				lastErr = fmt.Errorf("%w: sha256 %s after resuming, want %s", ErrCorrupt, got, want)
 				continue
 			}
-			return fmt.Errorf("%w: %s has sha256 %s but %s.sha256 says %s; the download was deleted", ErrCorrupt, raw, got, raw, want)
+			return fmt.Errorf("%w: %s has sha256 %s, expected %s; the download was deleted", ErrCorrupt, raw, got, want)
 		}
 		if err := extract(part, o.Dir, o.Arch); err != nil {
 			os.Remove(part)
@@ -125,40 +196,6 @@ func Fetch(ctx context.Context, o FetchOptions) error {
 		return nil
 	}
 	return fmt.Errorf("failed to download %s after %d attempts: %w (kept %s to resume)", raw, o.Attempts, lastErr, part)
-}
-
-// RemoteSHA256 returns the sha256 a bundle's URL.sha256 names ({arch} already expanded).
-func RemoteSHA256(ctx context.Context, url string) (string, error) {
-	return fetchChecksum(ctx, defaultClient, url+".sha256")
-}
-
-// fetchChecksum reads a sha256sum-style file: "<64 hex digits>[  name]".
-func fetchChecksum(ctx context.Context, c *http.Client, u string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("failed to fetch the bundle checksum: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("failed to fetch the bundle checksum %s: %s", u, resp.Status)
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if err != nil {
-		return "", fmt.Errorf("failed to fetch the bundle checksum: %w", err)
-	}
-	fields := strings.Fields(string(b))
-	if len(fields) == 0 {
-		return "", fmt.Errorf("the bundle checksum %s is empty", u)
-	}
-	sum := strings.ToLower(fields[0])
-	if dec, err := hex.DecodeString(sum); err != nil || len(dec) != sha256.Size {
-		return "", fmt.Errorf("the bundle checksum %s is not a sha256 (%q)", u, fields[0])
-	}
-	return sum, nil
 }
 
 // download fetches u into part, resuming from part's current size with a Range request.

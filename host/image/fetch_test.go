@@ -74,8 +74,9 @@ func sumHex(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// bundleServer serves name and name.sha256 with Range support (http.ServeContent). When
-// dropAfter > 0 the first full GET is cut off after that many bytes, like a lost connection.
+// bundleServer serves name over https with Range support (http.ServeContent), and
+// name.sha256 as a release would (Fetch must not rely on it). When dropAfter > 0 the
+// first full GET is cut off after that many bytes, like a lost connection.
 type bundleServer struct {
 	*httptest.Server
 	mu        sync.Mutex
@@ -87,7 +88,7 @@ type bundleServer struct {
 
 func newBundleServer(t *testing.T, name string, data []byte, sum string) *bundleServer {
 	s := &bundleServer{data: data, sum: sum}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.requests = append(s.requests, r.URL.Path+" range="+r.Header.Get("Range"))
 		drop := s.dropAfter
@@ -149,7 +150,7 @@ func TestFetchShowsProgressAndInstalls(t *testing.T) {
 	srv := newBundleServer(t, name, bundle, sumHex(bundle))
 	dir := t.TempDir()
 	var out bytes.Buffer
-	err := Fetch(t.Context(), FetchOptions{URL: srv.URL + "/berth-image-v1-{arch}.tar.gz", Dir: dir, Arch: "amd64", Progress: &out})
+	err := Fetch(t.Context(), FetchOptions{URL: srv.URL + "/berth-image-v1-{arch}.tar.gz", Client: srv.Client(), SHA256: srv.sum, Dir: dir, Arch: "amd64", Progress: &out})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func TestFetchRejectsCorruptBundle(t *testing.T) {
 	for n, b := range old {
 		os.WriteFile(filepath.Join(dir, "amd64", n), b, 0o644)
 	}
-	err := Fetch(t.Context(), FetchOptions{URL: srv.URL + "/" + name, Dir: dir, Arch: "amd64"})
+	err := Fetch(t.Context(), FetchOptions{URL: srv.URL + "/" + name, Client: srv.Client(), SHA256: srv.sum, Dir: dir, Arch: "amd64"})
 	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "deleted") {
 		t.Fatalf("err = %v, want ErrCorrupt saying the download was deleted", err)
 	}
@@ -221,7 +222,7 @@ func TestFetchRejectsBadContent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newBundleServer(t, "b.tar.gz", tt.bundle, sumHex(tt.bundle))
 			dir := t.TempDir()
-			err := Fetch(t.Context(), FetchOptions{URL: srv.URL + "/b.tar.gz", Dir: dir, Arch: tt.arch})
+			err := Fetch(t.Context(), FetchOptions{URL: srv.URL + "/b.tar.gz", Client: srv.Client(), SHA256: srv.sum, Dir: dir, Arch: tt.arch})
 			if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("err = %v, want ErrCorrupt with %q", err, tt.wantErr)
 			}
@@ -244,7 +245,7 @@ func TestFetchResumesInterruptedDownload(t *testing.T) {
 	u := srv.URL + "/" + name
 
 	// First attempt: the server drops the connection halfway; the partial file is kept.
-	err := Fetch(t.Context(), FetchOptions{URL: u, Dir: dir, Arch: "arm64", Attempts: 1})
+	err := Fetch(t.Context(), FetchOptions{URL: u, Client: srv.Client(), SHA256: srv.sum, Dir: dir, Arch: "arm64", Attempts: 1})
 	if err == nil || !strings.Contains(err.Error(), "kept") {
 		t.Fatalf("interrupted download: err = %v, want a failure that keeps the .part", err)
 	}
@@ -255,7 +256,7 @@ func TestFetchResumesInterruptedDownload(t *testing.T) {
 
 	// Second attempt: a Range request for the rest, and the image is installed.
 	var out bytes.Buffer
-	if err := Fetch(t.Context(), FetchOptions{URL: u, Dir: dir, Arch: "arm64", Progress: &out}); err != nil {
+	if err := Fetch(t.Context(), FetchOptions{URL: u, Client: srv.Client(), SHA256: srv.sum, Dir: dir, Arch: "arm64", Progress: &out}); err != nil {
 		t.Fatal(err)
 	}
 	checkInstalled(t, filepath.Join(dir, "arm64"), files)
@@ -275,7 +276,7 @@ func TestFetchRetriesWithinOneCall(t *testing.T) {
 	srv.dropAfter = len(bundle) / 3
 	dir := t.TempDir()
 	var out bytes.Buffer
-	if err := Fetch(t.Context(), FetchOptions{URL: srv.URL + "/b.tar.gz", Dir: dir, Arch: "amd64", Progress: &out}); err != nil {
+	if err := Fetch(t.Context(), FetchOptions{URL: srv.URL + "/b.tar.gz", Client: srv.Client(), SHA256: srv.sum, Dir: dir, Arch: "amd64", Progress: &out}); err != nil {
 		t.Fatal(err)
 	}
 	checkInstalled(t, filepath.Join(dir, "amd64"), files)
@@ -293,31 +294,112 @@ func TestFetchRestartsWhenResumeJoinsDifferentFiles(t *testing.T) {
 	// so Fetch starts over from zero once.
 	stale := bytes.Repeat([]byte{7}, 1000)
 	os.WriteFile(filepath.Join(dir, "b.tar.gz.part"), stale, 0o644)
-	if err := Fetch(t.Context(), FetchOptions{URL: srv.URL + "/b.tar.gz", Dir: dir, Arch: "amd64"}); err != nil {
+	if err := Fetch(t.Context(), FetchOptions{URL: srv.URL + "/b.tar.gz", Client: srv.Client(), SHA256: srv.sum, Dir: dir, Arch: "amd64"}); err != nil {
 		t.Fatal(err)
 	}
 	checkInstalled(t, filepath.Join(dir, "amd64"), files)
 }
 
-func TestFetchBadChecksumFile(t *testing.T) {
-	srv := newBundleServer(t, "b.tar.gz", []byte("x"), "nothex")
-	err := Fetch(t.Context(), FetchOptions{URL: srv.URL + "/b.tar.gz", Dir: t.TempDir(), Arch: "amd64"})
+func TestFetchBadChecksumOrURL(t *testing.T) {
+	srv := newBundleServer(t, "b.tar.gz", []byte("x"), sumHex([]byte("x")))
+	err := Fetch(t.Context(), FetchOptions{URL: srv.URL + "/b.tar.gz", Client: srv.Client(), SHA256: "nothex", Dir: t.TempDir(), Arch: "amd64"})
 	if err == nil || !strings.Contains(err.Error(), "is not a sha256") {
 		t.Fatalf("err = %v", err)
 	}
-	err = Fetch(t.Context(), FetchOptions{URL: srv.URL + "/missing.tar.gz", Dir: t.TempDir(), Arch: "amd64"})
+	err = Fetch(t.Context(), FetchOptions{URL: srv.URL + "/missing.tar.gz", Client: srv.Client(), SHA256: srv.sum, Dir: t.TempDir(), Arch: "amd64", Attempts: 1})
 	if err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("err = %v", err)
 	}
-	if err := Fetch(t.Context(), FetchOptions{URL: "ftp://x/y", Dir: t.TempDir(), Arch: "amd64"}); err == nil {
-		t.Fatal("ftp URL accepted")
+	for _, u := range []string{"ftp://x/y.tar.gz", "http://example.com/b.tar.gz", "b.tar.gz", "https:///b.tar.gz"} {
+		if err := Fetch(t.Context(), FetchOptions{URL: u, SHA256: srv.sum, Dir: t.TempDir(), Arch: "amd64"}); err == nil {
+			t.Errorf("%s accepted", u)
+		}
 	}
+}
+
+// TestFetchRefusesHTTP: a plain-http bundle, or a redirect from https to http, is refused
+// before anything is written, with a message that says why.
+func TestFetchRefusesHTTP(t *testing.T) {
+	bundle := makeBundle(t, testImage(t, "amd64"))
+	plain := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/b.tar.gz":
+			w.Write(bundle)
+		case "/b.tar.gz.sha256":
+			fmt.Fprintf(w, "%s  b.tar.gz\n", sumHex(bundle))
+		}
+	}))
+	defer plain.Close()
+	dir := t.TempDir()
+	err := Fetch(t.Context(), FetchOptions{URL: plain.URL + "/b.tar.gz", Client: plain.Client(), SHA256: sumHex(bundle), Dir: dir, Arch: "amd64"})
+	if err == nil || !strings.Contains(err.Error(), "only https:// downloads are allowed") {
+		t.Fatalf("http:// bundle: err = %v", err)
+	}
+	redirect := httptest.NewTLSServer(http.RedirectHandler(plain.URL+"/b.tar.gz", http.StatusFound))
+	defer redirect.Close()
+	err = Fetch(t.Context(), FetchOptions{URL: redirect.URL + "/b.tar.gz", Client: redirect.Client(), SHA256: sumHex(bundle), Dir: dir, Arch: "amd64", Attempts: 1})
+	if err == nil || !strings.Contains(err.Error(), "refusing a redirect to http://") {
+		t.Fatalf("redirect to http: err = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "amd64")); !os.IsNotExist(err) {
+		t.Fatalf("an image was installed: %v", err)
+	}
+}
+
+// TestFetchChecksumSource: the expected sha256 is the given one, else the one built into
+// berth; the server's own .sha256 is never what the bundle is checked against.
+func TestFetchChecksumSource(t *testing.T) {
+	files := testImage(t, "amd64")
+	bundle := makeBundle(t, files)
+	// A server that replaced the bundle and its .sha256 together.
+	evil := makeBundle(t, testImage(t, "amd64"), &tar.Header{Name: "rootfs.tar", Typeflag: tar.TypeReg, Mode: 0o644, Size: 1})
+	srv := newBundleServer(t, "b-amd64.tar.gz", evil, sumHex(evil))
+	srv.sum = sumHex(evil) // what the server's .sha256 says
+
+	old := BundleSHA256
+	t.Cleanup(func() { BundleSHA256 = old })
+
+	// No checksum given, none built in: refused before downloading, saying how to pass one.
+	BundleSHA256 = ""
+	err := Fetch(t.Context(), FetchOptions{URL: srv.URL + "/b-{arch}.tar.gz", Client: srv.Client(), Dir: t.TempDir(), Arch: "amd64"})
+	if err == nil || !strings.Contains(err.Error(), "--image-sha256") || !strings.Contains(err.Error(), EnvSHA256) {
+		t.Fatalf("without a checksum: err = %v", err)
+	}
+	if n := len(srv.log()); n != 0 {
+		t.Fatalf("fetched %v without a checksum to check against", srv.log())
+	}
+
+	// Built in for this arch (and another): the server's bundle does not match it.
+	BundleSHA256 = "arm64=" + strings.Repeat("0", 64) + ",amd64=" + sumHex(bundle)
+	if got := BuiltinSHA256("amd64"); got != sumHex(bundle) {
+		t.Fatalf("BuiltinSHA256(amd64) = %q", got)
+	}
+	dir := t.TempDir()
+	err = Fetch(t.Context(), FetchOptions{URL: srv.URL + "/b-{arch}.tar.gz", Client: srv.Client(), Dir: dir, Arch: "amd64"})
+	if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "expected "+sumHex(bundle)) {
+		t.Fatalf("replaced bundle: err = %v, want ErrCorrupt against the built-in sum", err)
+	}
+	for _, r := range srv.log() {
+		if strings.Contains(r, ".sha256") {
+			t.Fatalf("fetched the server's checksum: %v", srv.log())
+		}
+	}
+	// The genuine bundle passes the built-in checksum.
+	good := newBundleServer(t, "b-amd64.tar.gz", bundle, "")
+	if err := Fetch(t.Context(), FetchOptions{URL: good.URL + "/b-{arch}.tar.gz", Client: good.Client(), Dir: dir, Arch: "amd64"}); err != nil {
+		t.Fatal(err)
+	}
+	checkInstalled(t, filepath.Join(dir, "amd64"), files)
 }
 
 func TestEnsureForDownloadsOnlyWhenMissing(t *testing.T) {
 	files := testImage(t, "amd64")
 	bundle := makeBundle(t, files)
 	srv := newBundleServer(t, "img-amd64.tar.gz", bundle, sumHex(bundle))
+	old := defaultClient
+	defaultClient = srv.Client()
+	t.Cleanup(func() { defaultClient = old })
+	t.Setenv(EnvSHA256, srv.sum)
 	home := t.TempDir()
 	t.Setenv("BERTH_HOME", home)
 	t.Setenv("BERTH_IMAGES", "")

@@ -1,7 +1,7 @@
 // Package image installs berth's guest image (kernel, initramfs, root image, manifest) into
 // the per-user image store, `~/.berth/_images/<arch>/`: copied from a directory (a build
-// output, a package's copy) or downloaded as a versioned bundle, a tar.gz with a detached
-// `<bundle>.sha256`. Every install is atomic: the new image is written into a temporary
+// output, a package's copy) or downloaded over https as a versioned bundle, a tar.gz whose
+// sha256 comes from the berth build or the user, never from the server that serves it. Every install is atomic: the new image is written into a temporary
 // directory beside the old one and renamed into place, so a crash or a corrupt bundle never
 // leaves a half image where the daemon looks. See docs/install.md.
 package image
@@ -107,7 +107,8 @@ func FindSystem(arch string) string {
 }
 
 // EnsureFor runs before a start: when no image for cfg.Arch is found where the daemon looks
-// and BERTH_IMAGE_URL is set, it downloads the bundle into the per-user directory, showing
+// and BERTH_IMAGE_URL is set, it downloads the bundle (https only, checked against
+// BERTH_IMAGE_SHA256 or the checksum built into berth) into the per-user directory, showing
 // progress on w. It does nothing when the config or BERTH_IMAGES names an image directory
 // (the user chose it; the daemon reports what is missing) or when no URL is set.
 func EnsureFor(ctx context.Context, cfg store.Config, w io.Writer) error {
@@ -123,7 +124,10 @@ func EnsureFor(ctx context.Context, cfg store.Config, w io.Writer) error {
 		return nil
 	}
 	fmt.Fprintf(w, "No guest image for %s is installed: downloading it from %s (%s)\n", cfg.Arch, ExpandURL(url, cfg.Arch), EnvURL)
-	if err := Fetch(ctx, FetchOptions{URL: url, Dir: filepath.Dir(dir), Arch: cfg.Arch, Progress: w}); err != nil {
+	if _, err := store.EnsureRoot("berth (image download)"); err != nil {
+		return err
+	}
+	if err := Fetch(ctx, FetchOptions{URL: url, SHA256: os.Getenv(EnvSHA256), Dir: filepath.Dir(dir), Arch: cfg.Arch, Progress: w}); err != nil {
 		return fmt.Errorf("failed to download the guest image: %w", err)
 	}
 	return nil

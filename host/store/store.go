@@ -31,6 +31,50 @@ const (
 	privFileMode = 0o600
 )
 
+// HomeMarker is the file berth writes into the root when it creates it, so that
+// `berth uninstall --data` can tell a root of berth's own from a directory it was merely
+// pointed at (BERTH_HOME=$HOME).
+const HomeMarker = ".berth-home"
+
+// RootMarker is HomeMarker's content.
+type RootMarker struct {
+	CreatedBy string    `json:"createdBy"`
+	Created   time.Time `json:"created"`
+}
+
+// EnsureRoot creates the root (0700, with missing parents) if it does not exist, and then
+// writes HomeMarker into it saying createdBy. A root that exists is left as it is: a
+// marker is only ever written into a directory berth itself created.
+func EnsureRoot(createdBy string) (string, error) {
+	root, err := Root()
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Lstat(root); err == nil {
+		return root, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(root), dirMode); err != nil {
+		return "", fmt.Errorf("failed to create %s: %w", filepath.Dir(root), err)
+	}
+	if err := os.Mkdir(root, dirMode); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return root, nil // someone else made it meanwhile
+		}
+		return "", fmt.Errorf("failed to create %s: %w", root, err)
+	}
+	b, _ := json.Marshal(RootMarker{CreatedBy: createdBy, Created: time.Now().UTC().Truncate(time.Second)})
+	if err := WriteFileAtomic(filepath.Join(root, HomeMarker), append(b, '\n'), privFileMode); err != nil {
+		return "", fmt.Errorf("failed to mark %s as berth's: %w", root, err)
+	}
+	return root, nil
+}
+
+// HasMarker reports whether root carries HomeMarker, i.e. berth created it.
+func HasMarker(root string) bool {
+	st, err := os.Lstat(filepath.Join(root, HomeMarker))
+	return err == nil && st.Mode().IsRegular()
+}
+
 // Root is the directory holding every instance: $BERTH_HOME, else ~/.berth.
 func Root() (string, error) {
 	if d := os.Getenv(envHome); d != "" {
@@ -75,6 +119,9 @@ func Create(name string, cfg Config) (*Instance, error) {
 		return nil, err
 	}
 	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if _, err := EnsureRoot("berth (instance " + name + ")"); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(inst.Dir, dirMode); err != nil {

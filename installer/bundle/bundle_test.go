@@ -106,11 +106,20 @@ func TestBundle(t *testing.T) {
 		t.Error("the same inputs gave a different bundle")
 	}
 
-	// The bundle installs through host/image from an HTTP server, as berth start does.
-	srv := httptest.NewServer(http.FileServer(http.Dir(out)))
+	// The bundle installs through host/image from an https server, as berth start does,
+	// checked against its .sha256 baked into berth as the Makefile does it
+	// (-X host/image.BundleSHA256=arm64=HEX).
+	sumFile, err := os.ReadFile(bundle + ".sha256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := image.BundleSHA256
+	image.BundleSHA256 = "arm64=" + strings.Fields(string(sumFile))[0]
+	t.Cleanup(func() { image.BundleSHA256 = old })
+	srv := httptest.NewTLSServer(http.FileServer(http.Dir(out)))
 	defer srv.Close()
 	images := t.TempDir()
-	if err := image.Fetch(t.Context(), image.FetchOptions{URL: srv.URL + "/berth-image-v1.2.3-{arch}.tar.gz", Dir: images, Arch: "arm64"}); err != nil {
+	if err := image.Fetch(t.Context(), image.FetchOptions{URL: srv.URL + "/berth-image-v1.2.3-{arch}.tar.gz", Client: srv.Client(), Dir: images, Arch: "arm64"}); err != nil {
 		t.Fatal(err)
 	}
 	if !image.Same(img, filepath.Join(images, "arm64")) {

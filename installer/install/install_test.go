@@ -21,6 +21,7 @@ import (
 	"testing"
 
 	"github.com/berth-dev/berth/host/dockerctx"
+	"github.com/berth-dev/berth/host/store"
 	"github.com/berth-dev/berth/installer/internal/plist"
 )
 
@@ -205,7 +206,7 @@ func testHome(t *testing.T) string {
 	t.Helper()
 	home := t.TempDir()
 	t.Setenv("HOME", home)
-	for _, k := range []string{"BERTH_HOME", "DOCKER_CONFIG", "BERTH_IMAGES", "BERTH_IMAGE_URL", "XDG_DATA_HOME", "XDG_CONFIG_HOME"} {
+	for _, k := range []string{"BERTH_HOME", "DOCKER_CONFIG", "BERTH_IMAGES", "BERTH_IMAGE_URL", "BERTH_IMAGE_SHA256", "XDG_DATA_HOME", "XDG_CONFIG_HOME"} {
 		t.Setenv(k, "")
 	}
 	return home
@@ -353,7 +354,7 @@ func TestInstallOnEmptyHomeAndUninstallData(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := snapshot(t, home)
-	want := []string{".", ".berth", ".berth/dev", ".berth/dev/berth.yaml", ".berth/dev/data.img"}
+	want := []string{".", ".berth", ".berth/" + store.HomeMarker, ".berth/dev", ".berth/dev/berth.yaml", ".berth/dev/data.img"}
 	var keys []string
 	for k := range got {
 		keys = append(keys, k)
@@ -507,7 +508,7 @@ func TestInstallFromURL(t *testing.T) {
 	sum := sha256.Sum256(bundle)
 	var mu sync.Mutex
 	var got []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		got = append(got, r.URL.Path)
 		mu.Unlock()
@@ -521,21 +522,45 @@ func TestInstallFromURL(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	opts := Options{Exe: exe, Arch: "arm64", ImageURL: srv.URL + "/b-{arch}.tar.gz", GOOS: "linux", Getenv: noEnv}
+	opts := Options{Exe: exe, Arch: "arm64", ImageURL: srv.URL + "/b-{arch}.tar.gz", GOOS: "linux", Getenv: noEnv, HTTPClient: srv.Client()}
+
+	// Refused before anything is written: no checksum (the server's .sha256 does not
+	// count), a bad one, or plain http.
+	for _, tt := range []struct {
+		url, sum, wantErr string
+	}{
+		{srv.URL + "/b-{arch}.tar.gz", "", "--image-sha256"},
+		{srv.URL + "/b-{arch}.tar.gz", "abc", "not a sha256"},
+		{strings.Replace(srv.URL, "https://", "http://", 1) + "/b-{arch}.tar.gz", hex.EncodeToString(sum[:]), "only https:// downloads are allowed"},
+	} {
+		o := opts
+		o.ImageURL, o.ImageSHA256 = tt.url, tt.sum
+		if _, err := Install(t.Context(), o); err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("%s sha256 %q: err = %v, want %q", tt.url, tt.sum, err, tt.wantErr)
+		}
+		if got := snapshot(t, home); len(got) != 1 {
+			t.Fatalf("HOME changed by a refused install: %v", got)
+		}
+	}
+	if len(got) != 0 {
+		t.Fatalf("refused installs fetched %v", got)
+	}
+
+	opts.ImageSHA256 = hex.EncodeToString(sum[:])
 	if _, err := Install(t.Context(), opts); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(home, ".berth", "_images", "arm64", "root.img")); string(b) != "r" {
 		t.Fatalf("root.img = %q", b)
 	}
-	// Again: only the checksum is fetched, it matches the record, nothing changes.
+	// Again: the checksum matches the record, nothing is fetched, nothing changes.
 	mu.Lock()
 	got = nil
 	mu.Unlock()
 	if res, err := Install(t.Context(), opts); err != nil || res.Changed != 0 {
 		t.Fatalf("second install: %+v %v", res, err)
 	}
-	if !reflect.DeepEqual(got, []string{"/b-arm64.tar.gz.sha256"}) {
+	if len(got) != 0 {
 		t.Errorf("second install fetched %v", got)
 	}
 	// A plain install afterwards keeps the record of where the image came from.
@@ -546,5 +571,70 @@ func TestInstallFromURL(t *testing.T) {
 	m, _ := LoadManifest(filepath.Join(home, ".berth", "install.json"))
 	if it, ok := m.find(KindImage, filepath.Join(home, ".berth", "_images", "arm64"), ""); !ok || it.SHA256 != hex.EncodeToString(sum[:]) {
 		t.Errorf("image record %+v", it)
+	}
+}
+
+// TestInstallKeepsUsersCompletions: install writes a completion file only where there is
+// none or where the file is berth's (recorded, or with berth's header); the user's own
+// file is kept, said so, not recorded, and so survives uninstall.
+func TestInstallKeepsUsersCompletions(t *testing.T) {
+	home := testHome(t)
+	exe, img := fakeRelease(t)
+	l := ComputeLayout("linux", home, "", noEnv)
+	mine := []byte("# my own bash completion for berth\ncomplete -W 'start stop' berth\n")
+	os.MkdirAll(filepath.Dir(l.Bash), 0o755)
+	os.WriteFile(l.Bash, mine, 0o644)
+	// A file an earlier berth wrote, whose record is gone: its header says it is berth's.
+	os.MkdirAll(filepath.Dir(l.Fish), 0o755)
+	os.WriteFile(l.Fish, withHeader("fish", []byte("# old fish\n")), 0o644)
+
+	var out bytes.Buffer
+	opts := Options{Exe: exe, ImageDir: img, Arch: "amd64", Completions: completions(), GOOS: "linux", Getenv: noEnv, Out: &out}
+	if _, err := Install(t.Context(), opts); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(l.Bash); !bytes.Equal(b, mine) {
+		t.Fatalf("the user's bash completion was overwritten:\n%s", b)
+	}
+	want := "kept       ~/.local/share/bash-completion/completions/berth (not berth's: left as it is; to use berth's, remove it and run berth install again, or run `berth completion bash > " + l.Bash + "`)"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("output does not say what it kept:\n%s", out.String())
+	}
+	zsh, _ := os.ReadFile(l.Zsh)
+	if !strings.HasPrefix(string(zsh), "#compdef berth\n"+CompletionHeader) {
+		t.Errorf("zsh completion: #compdef must stay first, then berth's header:\n%s", zsh)
+	}
+	if fish, _ := os.ReadFile(l.Fish); !strings.HasPrefix(string(fish), CompletionHeader) || !strings.Contains(string(fish), "# fish\n") || strings.Contains(string(fish), "old fish") {
+		t.Errorf("fish completion (berth's, by its header) not replaced:\n%s", fish)
+	}
+	m, _ := LoadManifest(filepath.Join(home, ".berth", ManifestFile))
+	if _, ok := m.find(KindFile, l.Bash, ""); ok {
+		t.Error("the user's bash completion is in the install record")
+	}
+	for _, p := range []string{l.Zsh, l.Fish} {
+		if _, ok := m.find(KindFile, p, ""); !ok {
+			t.Errorf("%s not recorded", p)
+		}
+	}
+	// Idempotent: nothing changes the second time.
+	if res, err := Install(t.Context(), opts); err != nil || res.Changed != 0 {
+		t.Fatalf("second install: %+v %v", res, err)
+	}
+	// A recorded file is berth's even if it lost its header: an update replaces it.
+	os.WriteFile(l.Zsh, []byte("#compdef berth\n# edited\n"), 0o644)
+	if res, err := Install(t.Context(), opts); err != nil || res.Changed != 1 {
+		t.Fatalf("update of a recorded completion: %+v %v", res, err)
+	}
+
+	if _, err := Uninstall(t.Context(), UninstallOptions{Out: &out}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(l.Bash); err != nil || !bytes.Equal(b, mine) {
+		t.Fatalf("uninstall touched the user's completion: %q %v", b, err)
+	}
+	for _, p := range []string{l.Zsh, l.Fish} {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left after uninstall: %v", p, err)
+		}
 	}
 }

@@ -43,7 +43,7 @@ func Args(c vm.Config, accel string) ([]string, error) {
 		return nil, fmt.Errorf("qemu driver needs a virtio-serial agent channel: %w", vm.ErrUnsupported)
 	}
 	a := []string{
-		"-name", "berth-" + c.Name,
+		"-name", escapeComma("berth-" + c.Name),
 		"-nodefaults", "-nographic", "-no-reboot", "-no-user-config",
 		"-smp", strconv.Itoa(c.CPUs),
 		"-m", strconv.FormatUint(c.MemoryMiB, 10),
@@ -90,9 +90,12 @@ func Args(c vm.Config, accel string) ([]string, error) {
 	a = append(a, "-kernel", c.Kernel, "-initrd", c.Initrd, "-append", cmdline)
 
 	a = append(a,
-		"-chardev", "file,id=console,path="+c.ConsoleLog,
+		"-chardev", "file,id=console,path="+escapeComma(c.ConsoleLog),
 		"-serial", "chardev:console",
-		"-qmp", "unix:"+filepath.Join(c.RuntimeDir, qmpSocket)+",server=on,wait=off",
+		// QMP as an explicit chardev: `-qmp unix:PATH` guesses the option name from the
+		// first '=' and so misreads a path holding one.
+		"-chardev", "socket,id=qmp,path="+escapeComma(filepath.Join(c.RuntimeDir, qmpSocket))+",server=on,wait=off",
+		"-mon", "chardev=qmp,mode=control",
 		"-device", "virtio-rng-pci",
 	)
 	for i, d := range c.Disks {
@@ -106,7 +109,7 @@ func Args(c vm.Config, accel string) ([]string, error) {
 		}
 		dev := "virtio-blk-pci,drive=" + id
 		if d.ID != "" {
-			dev += ",serial=" + d.ID
+			dev += ",serial=" + escapeComma(d.ID)
 		}
 		a = append(a, "-drive", drive, "-device", dev)
 	}
@@ -114,17 +117,17 @@ func Args(c vm.Config, accel string) ([]string, error) {
 		a = append(a,
 			"-netdev", fmt.Sprintf("dgram,id=net0,local.type=fd,local.str=%d", netFD),
 			// No option ROM: iPXE would only slow the firmware down; the kernel is loaded directly.
-			"-device", "virtio-net-pci,netdev=net0,romfile=,mac="+n.MAC)
+			"-device", "virtio-net-pci,netdev=net0,romfile=,mac="+escapeComma(n.MAC))
 	}
 	a = append(a,
 		"-device", "virtio-serial-pci",
-		"-chardev", "socket,id=agent,path="+filepath.Join(c.RuntimeDir, agentSocket)+",server=on,wait=off",
-		"-device", "virtserialport,chardev=agent,name="+c.Agent.SerialName,
+		"-chardev", "socket,id=agent,path="+escapeComma(filepath.Join(c.RuntimeDir, agentSocket))+",server=on,wait=off",
+		"-device", "virtserialport,chardev=agent,name="+escapeComma(c.Agent.SerialName),
 	)
 	for i, s := range c.Shares {
 		if s.VirtiofsSocket != "" {
 			a = append(a, "-chardev", fmt.Sprintf("socket,id=vfs%d,path=%s", i, escapeComma(s.VirtiofsSocket)),
-				"-device", fmt.Sprintf("vhost-user-fs-pci,chardev=vfs%d,tag=%s", i, s.Tag))
+				"-device", fmt.Sprintf("vhost-user-fs-pci,chardev=vfs%d,tag=%s", i, escapeComma(s.Tag)))
 			continue
 		}
 		ro := ""
@@ -134,10 +137,13 @@ func Args(c vm.Config, accel string) ([]string, error) {
 		// security_model=none: files keep the host user's ownership, and QEMU's 9p server
 		// resolves every path component with O_NOFOLLOW inside the export (CVE-2016-9602).
 		a = append(a, "-fsdev", fmt.Sprintf("local,id=fs%d,path=%s,security_model=none%s", i, escapeComma(s.HostPath), ro),
-			"-device", fmt.Sprintf("virtio-9p-pci,fsdev=fs%d,mount_tag=%s", i, s.Tag))
+			"-device", fmt.Sprintf("virtio-9p-pci,fsdev=fs%d,mount_tag=%s", i, escapeComma(s.Tag)))
 	}
 	return a, nil
 }
 
-// escapeComma doubles commas, QEMU's escape inside option values.
+// escapeComma doubles commas, QEMU's escape inside option values. Every value built from
+// a path or a name goes through it (a comma in HOME would otherwise end the value and
+// start a bogus option); '=' and spaces need no escaping inside a value. Plain arguments
+// (-kernel, -initrd, -append) are not option lists and are passed as they are.
 func escapeComma(s string) string { return strings.ReplaceAll(s, ",", ",,") }

@@ -39,7 +39,7 @@ func TestArgs(t *testing.T) {
 			"-netdev dgram,id=net0,local.type=fd,local.str=3 -device virtio-net-pci,netdev=net0,romfile=,mac=5a:94:ef:e4:0c:ee",
 			"socket,id=agent,path=/home/u/.berth/default/run/agent.sock,server=on,wait=off",
 			"virtserialport,chardev=agent,name=io.berth.agent",
-			"-qmp unix:/home/u/.berth/default/run/qmp.sock,server=on,wait=off",
+			"-chardev socket,id=qmp,path=/home/u/.berth/default/run/qmp.sock,server=on,wait=off -mon chardev=qmp,mode=control",
 			"-no-reboot",
 		}},
 		{name: "arm64", cfg: func() vm.Config { return baseConfig("arm64") }, accel: "tcg", want: []string{"-machine virt", "console=ttyAMA0", "-cpu max,pauth-impdef=on"}},
@@ -83,6 +83,134 @@ func TestArgs(t *testing.T) {
 				if !strings.Contains(line, w) {
 					t.Errorf("command line lacks %q:\n%s", w, line)
 				}
+			}
+		})
+	}
+}
+
+// parseQemuOpts splits an option list as QEMU's QemuOpts parser does: elements are
+// separated by a single ',', ",," is a literal comma, and each element is key=value split at
+// its first '=' (an element without '=' is a flag or the implied first value, key "").
+func parseQemuOpts(t *testing.T, s string) map[string]string {
+	t.Helper()
+	opts := map[string]string{}
+	for s != "" {
+		var elem strings.Builder
+		i := 0
+		for ; i < len(s); i++ {
+			if s[i] == ',' {
+				if i+1 < len(s) && s[i+1] == ',' {
+					elem.WriteByte(',')
+					i++
+					continue
+				}
+				break
+			}
+			elem.WriteByte(s[i])
+		}
+		if i < len(s) {
+			i++ // the separator
+		}
+		s = s[i:]
+		k, v, ok := strings.Cut(elem.String(), "=")
+		if !ok {
+			k, v = "", k
+		}
+		if _, dup := opts[k]; dup {
+			t.Fatalf("option %q appears twice (a value was split): %v", k, opts)
+		}
+		opts[k] = v
+	}
+	return opts
+}
+
+// TestArgsEscapePaths builds the command line for homes holding commas, spaces and '=' and
+// parses every option list back the way QEMU does: each path must come out whole.
+func TestArgsEscapePaths(t *testing.T) {
+	for _, home := range []string{
+		"/home/a,b",
+		"/home/my user",
+		"/home/k=v",
+		"/home/x,y=z w,,",
+		"/Users/a,server=off,b",
+	} {
+		t.Run(home, func(t *testing.T) {
+			dir := home + "/.berth/default"
+			c := baseConfig("amd64")
+			c.Kernel, c.Initrd = home+"/img/vmlinuz", home+"/img/initrd.img"
+			c.Disks = []vm.Disk{
+				{Path: home + "/img/root.img", ReadOnly: true, ID: "berth-root"},
+				{Path: dir + "/data.img", ID: "berth-data"},
+			}
+			c.ConsoleLog = dir + "/console.log"
+			c.RuntimeDir = dir + "/run"
+			c.Shares = []vm.Share{
+				{Tag: "berth0", HostPath: home + "/src", VirtiofsSocket: dir + "/run/vfs0.sock"},
+				{Tag: "berth1", HostPath: home + "/p,q=r", ReadOnly: true},
+			}
+			args, err := Args(c, "tcg")
+			if err != nil {
+				t.Fatal(err)
+			}
+			// flag → the option lists it was given, in order.
+			got := map[string][]map[string]string{}
+			plain := map[string]string{}
+			for i := 0; i+1 < len(args); i++ {
+				switch args[i] {
+				case "-kernel", "-initrd", "-append":
+					plain[args[i]] = args[i+1]
+					i++
+				case "-chardev", "-drive", "-fsdev", "-device", "-object", "-machine", "-mon", "-netdev", "-name":
+					got[args[i]] = append(got[args[i]], parseQemuOpts(t, args[i+1]))
+					i++
+				case "-qmp", "-serial", "-monitor":
+					if strings.Contains(args[i+1], "/") {
+						t.Errorf("%s %s: a path in QEMU's legacy chardev syntax", args[i], args[i+1])
+					}
+				}
+			}
+			// Plain arguments are not option lists: passed as they are.
+			if plain["-kernel"] != c.Kernel || plain["-initrd"] != c.Initrd {
+				t.Errorf("-kernel %q -initrd %q", plain["-kernel"], plain["-initrd"])
+			}
+			find := func(flag, key, val string) map[string]string {
+				for _, o := range got[flag] {
+					if o[key] == val {
+						return o
+					}
+				}
+				t.Errorf("no %s with %s=%q in %v", flag, key, val, got[flag])
+				return map[string]string{}
+			}
+			tests := []struct{ flag, idKey, id, key, want string }{
+				{"-drive", "id", "disk0", "file", c.Disks[0].Path},
+				{"-drive", "id", "disk1", "file", c.Disks[1].Path},
+				{"-chardev", "id", "console", "path", c.ConsoleLog},
+				{"-chardev", "id", "qmp", "path", dir + "/run/qmp.sock"},
+				{"-chardev", "id", "agent", "path", dir + "/run/agent.sock"},
+				{"-chardev", "id", "vfs0", "path", c.Shares[0].VirtiofsSocket},
+				{"-fsdev", "id", "fs1", "path", c.Shares[1].HostPath},
+				{"-device", "chardev", "vfs0", "tag", "berth0"},
+				{"-device", "fsdev", "fs1", "mount_tag", "berth1"},
+				{"-device", "drive", "disk1", "serial", "berth-data"},
+				{"-mon", "chardev", "qmp", "mode", "control"},
+				{"-object", "id", "mem", "share", "on"},
+			}
+			for _, tt := range tests {
+				o := find(tt.flag, tt.idKey, tt.id)
+				if o[tt.key] != tt.want {
+					t.Errorf("%s %s=%s: %s = %q, want %q (all: %v)", tt.flag, tt.idKey, tt.id, tt.key, o[tt.key], tt.want, o)
+				}
+			}
+			// The options after a path survive it.
+			if o := find("-chardev", "id", "qmp"); o["server"] != "on" || o["wait"] != "off" {
+				t.Errorf("qmp chardev %v", o)
+			}
+			if o := find("-fsdev", "id", "fs1"); o["readonly"] != "on" || o["security_model"] != "none" {
+				t.Errorf("fsdev %v", o)
+			}
+			if o := find("-drive", "id", "disk1"); o["discard"] != "unmap" || o["format"] != "raw" {
+				t.Errorf("drive %v", o)
 			}
 		})
 	}
