@@ -45,6 +45,16 @@ type Status struct {
 	Phases        []PhaseTiming `json:"phases,omitempty"`
 	Ports         []PortForward `json:"ports,omitempty"`
 	Guest         *proto.Info   `json:"guest,omitempty"`
+	// Hostd is the daemon's own footprint, for diagnostics and the leak checks of the
+	// reliability suite (docs/reliability.md).
+	Hostd *Process `json:"hostd,omitempty"`
+}
+
+// Process is a process's footprint.
+type Process struct {
+	Goroutines int    `json:"goroutines"`
+	FDs        int    `json:"fds,omitempty"`      // open file descriptors (Linux)
+	RSSBytes   uint64 `json:"rssBytes,omitempty"` // resident memory (Linux)
 }
 
 // PhaseTiming records when a start phase completed, relative to the start.

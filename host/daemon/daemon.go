@@ -350,7 +350,7 @@ func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit *vmExit) error {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		proto.AcceptLoop(ctx, ln, d.log, d.forwardDocker(ctx))
+		proto.AcceptLoop(ctx, peerCredListener(ln, d.log), d.log, d.forwardDocker(ctx))
 	}()
 	// Windows' docker CLI speaks named pipes: the engine is on one there too.
 	dockerHost := "unix://" + d.inst.Path(store.DockerSock)
@@ -766,6 +766,7 @@ func (d *Daemon) Status() api.Status {
 	defer d.mu.Unlock()
 	s := d.status
 	s.Ports = ports
+	s.Hostd = selfStats()
 	s.Phases = append([]api.PhaseTiming(nil), d.status.Phases...)
 	if d.status.Guest != nil {
 		g := *d.status.Guest
