@@ -8,13 +8,40 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/berth-dev/berth/guestagent/proto"
+)
+
+const (
+	// defaultLogMax is the size at which engine.log (on tmpfs, in guest RAM) is rotated to
+	// engine.log.1; at most about twice this is kept.
+	defaultLogMax = 8 << 20
+	// defaultReadyTimeout bounds how long a (re)started engine may take to answer before it
+	// is reported failed; a cold boot under TCG takes minutes.
+	defaultReadyTimeout = 10 * time.Minute
+	// defaultRestartDelay is the first restart backoff; it doubles up to maxDaemonRestartDelay.
+	defaultRestartDelay   = time.Second
+	maxDaemonRestartDelay = 30 * time.Second
+	// defaultReapTimeout is how long a leftover daemon of an earlier serve process gets to
+	// exit after SIGTERM before it is killed.
+	defaultReapTimeout = 10 * time.Second
+	// readyPoll is the readiness poll interval.
+	readyPoll = 200 * time.Millisecond
+	// pipeDrain is how long a daemon's output pipe is drained after the daemon exited: a
+	// descendant that inherited it must not keep the copying goroutine (and Wait) alive.
+	pipeDrain = 2 * time.Second
+	// stopGrace bounds the waits of Stop beyond its context: for a killed daemon to be
+	// reaped and for the engine's goroutines to end.
+	stopGrace = 5 * time.Second
+	// defaultContainerdSocket is containerd's address when its argv names none.
+	defaultContainerdSocket = "/run/containerd/containerd.sock"
 )
 
 // Engine starts and supervises containerd and dockerd: a process that dies is restarted
@@ -23,8 +50,18 @@ type Engine struct {
 	Containerd []string // argv
 	Dockerd    []string // argv
 	Socket     string   // dockerd's socket, polled for readiness
-	LogPath    string   // both daemons' output
-	Log        *slog.Logger
+	// ContainerdSocket is containerd's socket, dialed for readiness; empty means the
+	// --address of Containerd, or containerd's default.
+	ContainerdSocket string
+	LogPath          string // both daemons' output, rotated to LogPath.1 at 8 MiB
+	Log              *slog.Logger
+
+	// Tunables, zero meaning the default; tests shorten them.
+	logMax       int64         // defaultLogMax
+	readyTimeout time.Duration // defaultReadyTimeout
+	restartDelay time.Duration // defaultRestartDelay
+	reapTimeout  time.Duration // defaultReapTimeout
+	procRoot     string        // "/proc", scanned for leftover daemons
 
 	mu       sync.Mutex
 	state    proto.EngineState
@@ -32,7 +69,9 @@ type Engine struct {
 	subs     map[chan proto.Event]struct{}
 	stopping bool
 	procs    []*supervised
-	stopped  chan struct{}
+	logw     *rotatingWriter
+	cancel   context.CancelFunc // ends the readiness monitor
+	wg       sync.WaitGroup     // the monitor and the daemons' run goroutines
 }
 
 // DefaultEngine is the engine as the guest image ships it.
@@ -49,11 +88,12 @@ func DefaultEngine(log *slog.Logger, hostGatewayIP string) *Engine {
 		dockerd = append(dockerd, "--host-gateway-ip="+hostGatewayIP)
 	}
 	return &Engine{
-		Containerd: []string{"/usr/bin/containerd", "--address=/run/containerd/containerd.sock", "--root=/var/lib/containerd", "--state=/run/containerd"},
-		Dockerd:    dockerd,
-		Socket:     "/run/docker.sock",
-		LogPath:    "/run/berth/engine.log",
-		Log:        log,
+		Containerd:       []string{"/usr/bin/containerd", "--address=/run/containerd/containerd.sock", "--root=/var/lib/containerd", "--state=/run/containerd"},
+		Dockerd:          dockerd,
+		Socket:           "/run/docker.sock",
+		ContainerdSocket: "/run/containerd/containerd.sock",
+		LogPath:          "/run/berth/engine.log",
+		Log:              log,
 	}
 }
 
@@ -112,61 +152,145 @@ func (e *Engine) setState(st proto.EngineState, msg string) {
 	}
 }
 
-// Start launches both daemons and returns at once; readiness is reported as an event.
+// Start launches both daemons and returns; readiness is reported as an event. Daemons of
+// an earlier serve process that are still running (they would make a second dockerd run
+// beside the new one) are stopped first, which takes at most about twice the reap timeout.
 func (e *Engine) Start() error {
-	logf, err := os.OpenFile(e.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	e.mu.Lock()
+	if e.procs != nil && !e.stopping {
+		e.mu.Unlock()
+		return fmt.Errorf("engine already started")
+	}
+	e.mu.Unlock()
+	e.reapLeftovers()
+	logw, err := openRotatingWriter(e.LogPath, orDefault(e.logMax, defaultLogMax))
 	if err != nil {
 		return fmt.Errorf("failed to open engine log: %w", err)
 	}
-	e.stopped = make(chan struct{})
-	e.setState(proto.EngineStarting, "")
-	cd := &supervised{name: "containerd", argv: e.Containerd, out: logf, log: e.Log}
-	dd := &supervised{name: "dockerd", argv: e.Dockerd, out: logf, log: e.Log}
-	e.procs = []*supervised{dd, cd} // stop order: dockerd first
+	ctx, cancel := context.WithCancel(context.Background())
+	// kick asks the monitor to wait for readiness: a daemon (re)started or exited.
+	kick := make(chan struct{}, 1)
+	poke := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
+	restart := orDefault(e.restartDelay, defaultRestartDelay)
+	cd := newSupervised("containerd", e.Containerd, logw, e.Log, restart)
+	dd := newSupervised("dockerd", e.Dockerd, logw, e.Log, restart)
+	cd.onStart, dd.onStart = poke, poke
 	cd.onExit = func(err error) {
 		e.setState(proto.EngineStarting, fmt.Sprintf("containerd exited: %v; restarting", err))
+		poke()
 	}
-	dd.onExit = func(err error) { e.setState(proto.EngineStarting, fmt.Sprintf("dockerd exited: %v; restarting", err)) }
-	dd.onStart = func() { go e.waitReady() }
-	go cd.run()
-	go dd.run()
+	dd.onExit = func(err error) {
+		e.setState(proto.EngineStarting, fmt.Sprintf("dockerd exited: %v; restarting", err))
+		poke()
+	}
+
+	e.mu.Lock()
+	e.stopping = false
+	e.procs = []*supervised{dd, cd} // stop order: dockerd first
+	e.logw = logw
+	e.cancel = cancel
+	e.mu.Unlock()
+	e.setState(proto.EngineStarting, "")
+	poke() // a daemon that never starts still ends in EngineFailed
+	e.wg.Add(3)
+	go func() { defer e.wg.Done(); e.monitor(ctx, kick) }()
+	go func() { defer e.wg.Done(); cd.run() }()
+	go func() { defer e.wg.Done(); dd.run() }()
 	return nil
 }
 
-// waitReady polls the engine's /_ping until it answers. dockerd offers no readiness
-// notification on this path, and the poll is short-lived and bounded.
-func (e *Engine) waitReady() {
-	c := e.client()
-	deadline := time.Now().Add(10 * time.Minute)
-	for time.Now().Before(deadline) {
-		e.mu.Lock()
-		stopping := e.stopping
-		e.mu.Unlock()
-		if stopping {
+// monitor is the engine's only readiness loop: each kick (a daemon started or exited)
+// starts a bounded wait for the engine to answer, and kicks during a wait join it.
+func (e *Engine) monitor(ctx context.Context, kick <-chan struct{}) {
+	for {
+		select {
+		case <-ctx.Done():
 			return
+		case <-kick:
 		}
-		resp, err := c.Get("http://docker/_ping")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				e.fetchVersion(c)
-				e.setState(proto.EngineRunning, "")
-				return
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
+		e.waitReady(ctx, kick)
 	}
-	e.setState(proto.EngineFailed, "engine did not answer within 10 minutes; see `berth logs engine`")
 }
 
-func (e *Engine) fetchVersion(c *http.Client) {
-	resp, err := c.Get("http://docker/version")
+// waitReady polls until dockerd answers /_ping and containerd's socket accepts a
+// connection (dockerd's ping does not look at containerd, and a restarted containerd
+// does not restart dockerd), then reports EngineRunning; after the ready timeout it
+// reports EngineFailed. dockerd offers no readiness notification on this path.
+func (e *Engine) waitReady(ctx context.Context, kick <-chan struct{}) {
+	c := e.client()
+	defer c.CloseIdleConnections()
+	timeout := orDefault(e.readyTimeout, defaultReadyTimeout)
+	deadline := time.Now().Add(timeout)
+	for first := true; ; first = false {
+		err := e.probe(ctx, c)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			e.fetchVersion(ctx, c)
+			if ctx.Err() == nil {
+				e.setState(proto.EngineRunning, "")
+			}
+			return
+		}
+		if first {
+			// Running until now (a daemon died in the meantime): no longer.
+			e.setState(proto.EngineStarting, "")
+		}
+		if !time.Now().Before(deadline) {
+			e.setState(proto.EngineFailed, fmt.Sprintf("engine did not answer within %s (%v); see `berth logs engine`", timeout, err))
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick: // a restart during the wait: keep waiting, within the same bound
+		case <-time.After(readyPoll):
+		}
+	}
+}
+
+// probe returns nil when dockerd answers /_ping and containerd accepts a connection.
+func (e *Engine) probe(ctx context.Context, c *http.Client) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/_ping", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return fmt.Errorf("dockerd: %w", err)
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("dockerd: /_ping: %s", resp.Status)
+	}
+	d := net.Dialer{Timeout: 5 * time.Second}
+	conn, err := d.DialContext(ctx, "unix", e.containerdSocket())
+	if err != nil {
+		return fmt.Errorf("containerd: %w", err)
+	}
+	conn.Close()
+	return nil
+}
+
+func (e *Engine) fetchVersion(ctx context.Context, c *http.Client) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/version", nil)
+	if err != nil {
+		return
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return
 	}
 	defer resp.Body.Close()
 	var v struct{ Version string }
-	if json.NewDecoder(resp.Body).Decode(&v) == nil {
+	if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v) == nil {
 		e.mu.Lock()
 		e.version = v.Version
 		e.mu.Unlock()
@@ -183,15 +307,39 @@ func (e *Engine) client() *http.Client {
 	}
 }
 
+func (e *Engine) containerdSocket() string {
+	if e.ContainerdSocket != "" {
+		return e.ContainerdSocket
+	}
+	if a := argValue(e.Containerd, "--address", "-a"); a != "" {
+		return a
+	}
+	return defaultContainerdSocket
+}
+
 // Stop terminates dockerd (which stops containers with their own stop timeouts) and then
-// containerd, killing what is still there when ctx ends.
+// containerd, killing what is still there when ctx ends. It returns once the engine's
+// goroutines have ended (bounded), also when a daemon never started.
 func (e *Engine) Stop(ctx context.Context) {
 	e.mu.Lock()
 	e.stopping = true
-	procs := e.procs
+	procs, cancel, logw := e.procs, e.cancel, e.logw
 	e.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
 	for _, p := range procs {
 		p.stop(ctx)
+	}
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(stopGrace):
+		e.Log.Warn("engine goroutines did not end in time")
+	}
+	if logw != nil {
+		logw.Close()
 	}
 	e.setState(proto.EngineStopped, "")
 }
@@ -202,17 +350,31 @@ type supervised struct {
 	argv    []string
 	out     io.Writer
 	log     *slog.Logger
+	backoff time.Duration // the first restart delay
 	onExit  func(error)
 	onStart func()
 
 	mu       sync.Mutex
 	cmd      *exec.Cmd
-	done     chan struct{}
+	done     chan struct{} // closed when cmd has been waited for
 	stopping bool
+	quit     chan struct{} // closed by stop: ends a restart backoff
+	exited   chan struct{} // closed when run returns
+}
+
+func newSupervised(name string, argv []string, out io.Writer, log *slog.Logger, backoff time.Duration) *supervised {
+	return &supervised{name: name, argv: argv, out: out, log: log, backoff: backoff,
+		quit: make(chan struct{}), exited: make(chan struct{})}
 }
 
 func (s *supervised) run() {
-	backoff := time.Second
+	defer close(s.exited)
+	// The daemons get PDEATHSIG, which fires when the *thread* that forked them exits: this
+	// goroutine starts and waits for every instance, so it keeps its thread for its life
+	// (golang/go#27505).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	backoff := s.backoff
 	for {
 		s.mu.Lock()
 		if s.stopping {
@@ -220,7 +382,11 @@ func (s *supervised) run() {
 			return
 		}
 		cmd := exec.Command(s.argv[0], s.argv[1:]...)
+		// Both daemons share one writer: exec copies through one pipe per command, and
+		// WaitDelay ends that copy when a descendant keeps the pipe open after the daemon
+		// exited.
 		cmd.Stdout, cmd.Stderr = s.out, s.out
+		cmd.WaitDelay = pipeDrain
 		cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
 		cmd.SysProcAttr = daemonProcAttr()
 		done := make(chan struct{})
@@ -241,7 +407,7 @@ func (s *supervised) run() {
 			err = cmd.Wait()
 			close(done)
 			if time.Since(started) > time.Minute {
-				backoff = time.Second
+				backoff = s.backoff
 			}
 		}
 		s.mu.Lock()
@@ -254,25 +420,94 @@ func (s *supervised) run() {
 		if s.onExit != nil {
 			s.onExit(err)
 		}
-		time.Sleep(backoff)
-		backoff = min(backoff*2, 30*time.Second)
+		select {
+		case <-s.quit:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, maxDaemonRestartDelay)
 	}
 }
 
+// stop ends the daemon: SIGTERM, SIGKILL when ctx ends, and returns once run has
+// returned (each wait beyond ctx bounded by stopGrace).
 func (s *supervised) stop(ctx context.Context) {
 	s.mu.Lock()
-	s.stopping = true
+	if !s.stopping {
+		s.stopping = true
+		close(s.quit)
+	}
 	cmd, done := s.cmd, s.done
 	s.mu.Unlock()
-	if cmd == nil {
-		return
+	if cmd != nil {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-ctx.Done():
+			s.log.Warn("daemon did not stop in time; killing", "daemon", s.name)
+			_ = cmd.Process.Kill()
+			select {
+			case <-done:
+			case <-time.After(stopGrace):
+				s.log.Error("killed daemon was not reaped in time", "daemon", s.name)
+			}
+		}
 	}
-	cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-done:
-	case <-ctx.Done():
-		s.log.Warn("daemon did not stop in time; killing", "daemon", s.name)
-		cmd.Process.Kill()
-		<-done
+	case <-s.exited:
+	case <-time.After(stopGrace):
+		s.log.Error("daemon supervisor did not end in time", "daemon", s.name)
 	}
+}
+
+// argValue returns the value of the flag long (--flag=v or --flag v) or short (-f v,
+// -f=v) in argv, or "".
+func argValue(argv []string, long, short string) string {
+	for i := 1; i < len(argv); i++ {
+		a := argv[i]
+		for _, name := range []string{long, short} {
+			if name == "" {
+				continue
+			}
+			if v, ok := strings.CutPrefix(a, name+"="); ok {
+				return v
+			}
+			if a == name && i+1 < len(argv) {
+				return argv[i+1]
+			}
+		}
+	}
+	return ""
+}
+
+// exeMatcher reports whether a process's executable (/proc/PID/exe) is bin.
+func exeMatcher(bin string) func(exe string) bool {
+	paths := []string{bin}
+	if !filepath.IsAbs(bin) {
+		if p, err := exec.LookPath(bin); err == nil {
+			paths = append(paths, p)
+		}
+	}
+	for _, p := range paths {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			paths = append(paths, r)
+		}
+	}
+	return func(exe string) bool {
+		exe = strings.TrimSuffix(exe, " (deleted)") // replaced since it started
+		for _, p := range paths {
+			if exe == p {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
 }
