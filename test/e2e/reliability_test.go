@@ -1,0 +1,270 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/host/api"
+)
+
+// guest runs a shell command in the VM through `berth shell`.
+func (e *env) guest(cmd string) (string, error) {
+	e.t.Helper()
+	out, err := e.berth("shell", "--", "sh", "-c", cmd)
+	return strings.TrimSpace(out), err
+}
+
+// waitFor polls cond until it holds or within passes, and returns how long it took.
+func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	t0 := time.Now()
+	for !cond() {
+		if time.Since(t0) > within {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	took := time.Since(t0)
+	t.Logf("%s after %s", what, took.Round(10*time.Millisecond))
+	return took
+}
+
+// hostdStats is the daemon's own footprint from `berth status --json`.
+func (e *env) hostdStats(t *testing.T) api.Process {
+	t.Helper()
+	st := e.status("default")
+	if st.Hostd == nil {
+		t.Fatalf("status has no hostd footprint")
+	}
+	return *st.Hostd
+}
+
+// engineConns counts the connections to the engine socket inside the VM.
+func (e *env) engineConns(t *testing.T) int {
+	t.Helper()
+	out, err := e.guest("ss -xH state connected | grep -c /run/docker.sock || true")
+	if err != nil {
+		t.Fatalf("counting engine connections: %v: %s", err, out)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(out))
+	return n
+}
+
+// TestReliability drives the faults of docs/reliability.md that one running instance can
+// take, each followed by the check that berth recovered on its own.
+func TestReliability(t *testing.T) {
+	e := newEnv(t)
+	// A low descriptor limit (inherited by hostd) for the accept-flood check below.
+	cmd := exec.Command("prlimit", "--nofile=512:512", os.Getenv("BERTH_BIN"), "start")
+	cmd.Env = e.environ()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("berth start: %v\n%s", err, out)
+	}
+	e.busyboxImage(image)
+	e.mustDocker("run", "-d", "--name", "web", "--restart", "always", "-p", "18090:80", image, "testsrv", "http", "80")
+	waitHTTP(t, "http://127.0.0.1:18090/", 30*time.Second)
+
+	recovered := func(t *testing.T, what string) {
+		t.Helper()
+		waitFor(t, what+": docker ps works", 2*time.Minute, func() bool {
+			_, err := e.docker_(nil, "ps", "-q")
+			return err == nil
+		})
+		waitFor(t, what+": the forwarded port answers", 2*time.Minute, func() bool {
+			c := &http.Client{Timeout: 2 * time.Second}
+			resp, err := c.Get("http://127.0.0.1:18090/")
+			if err == nil {
+				resp.Body.Close()
+			}
+			return err == nil
+		})
+		waitFor(t, what+": state Running", time.Minute, func() bool { return e.status("default").State == api.StateRunning })
+		out, err := e.guest("pgrep -c -x dockerd; pgrep -c -x containerd")
+		if err != nil || strings.Fields(out)[0] != "1" || strings.Fields(out)[1] != "1" {
+			t.Errorf("want exactly one dockerd and one containerd, pgrep says %q (%v)", out, err)
+		}
+	}
+
+	for _, k := range []struct{ name, pattern string }{
+		{"agent serve process", "-f '^/proc/self/exe serve'"},
+		{"dockerd", "-x dockerd"},
+		{"containerd", "-x containerd"},
+	} {
+		t.Run("SIGKILL "+k.name, func(t *testing.T) {
+			// The shell itself may die with the serve process: its result does not matter.
+			e.guest("pkill -9 " + k.pattern)
+			recovered(t, k.name+" killed")
+		})
+	}
+
+	t.Run("clients killed mid-stream", func(t *testing.T) {
+		for i := range 4 {
+			e.mustDocker("run", "-d", "--name", fmt.Sprintf("chatty%d", i), image, "sh", "-c", "while true; do echo chatty line $(date); usleep 20000; done")
+		}
+		time.Sleep(2 * time.Second)
+		base, baseConns := e.hostdStats(t), e.engineConns(t)
+		t.Logf("baseline: hostd %+v, engine connections %d", base, baseConns)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		var clients []*exec.Cmd
+		for i := range 60 {
+			c := e.dockerCmd(ctx, "logs", "-f", fmt.Sprintf("chatty%d", i%4))
+			clients = append(clients, c)
+		}
+		for i := range 20 {
+			c := e.dockerCmd(ctx, "exec", "-i", fmt.Sprintf("chatty%d", i%4), "sh", "-c", "while true; do echo exec line; usleep 20000; done")
+			c.Stdin, _ = os.Open(os.DevNull)
+			clients = append(clients, c)
+		}
+		for _, c := range clients {
+			c.Stdout, c.Stderr = nil, nil
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(10 * time.Second)
+		peak, peakConns := e.hostdStats(t), e.engineConns(t)
+		t.Logf("with %d clients: hostd %+v, engine connections %d", len(clients), peak, peakConns)
+		for _, c := range clients {
+			c.Process.Signal(syscall.SIGKILL)
+			c.Wait()
+		}
+		within := func(v, base int) bool { return v <= base+base/10+2 }
+		waitFor(t, "hostd goroutines and fds back to baseline", 30*time.Second, func() bool {
+			s := e.hostdStats(t)
+			return within(s.Goroutines, base.Goroutines) && within(s.FDs, base.FDs)
+		})
+		waitFor(t, "guest engine connections back to baseline", 30*time.Second, func() bool {
+			return e.engineConns(t) <= baseConns
+		})
+		after := e.hostdStats(t)
+		t.Logf("after: hostd %+v (RSS %.1f MiB, baseline %.1f, peak %.1f)", after,
+			float64(after.RSSBytes)/(1<<20), float64(base.RSSBytes)/(1<<20), float64(peak.RSSBytes)/(1<<20))
+		for i := range 4 {
+			e.docker_(nil, "rm", "-f", fmt.Sprintf("chatty%d", i))
+		}
+	})
+
+	t.Run("accept flood past the fd limit", func(t *testing.T) {
+		sock := filepath.Join(e.home, "default", "docker.sock")
+		var conns []net.Conn
+		for range 600 {
+			c, err := net.Dial("unix", sock)
+			if err != nil {
+				break
+			}
+			conns = append(conns, c)
+		}
+		t.Logf("held %d connections against a limit of 512", len(conns))
+		time.Sleep(2 * time.Second)
+		for _, c := range conns {
+			c.Close()
+		}
+		waitFor(t, "docker.sock serves again", 30*time.Second, func() bool {
+			_, err := e.docker_(nil, "version", "--format", "{{.Server.Version}}")
+			return err == nil
+		})
+	})
+
+	t.Run("another user", func(t *testing.T) {
+		user := otherUser(t)
+		dir := filepath.Join(e.home, "default")
+		for _, s := range []string{"hostd.sock", "docker.sock"} {
+			out, err := exec.Command("runuser", "-u", user, "--", "curl", "-sS", "--max-time", "5",
+				"--unix-socket", filepath.Join(dir, s), "http://x/v1/status").CombinedOutput()
+			if err == nil || !strings.Contains(string(out), "Permission denied") {
+				t.Errorf("user %s reached %s: err=%v out=%s", user, s, err, out)
+			}
+		}
+	})
+
+	t.Run("SIGKILL the VM while running", func(t *testing.T) {
+		qemu := vmPID(t, e)
+		syscall.Kill(qemu, syscall.SIGKILL)
+		waitFor(t, "state Error", 10*time.Second, func() bool {
+			st := e.status("default")
+			return st.State == api.StateError || st.State == api.StateStopped
+		})
+		waitFor(t, "sockets and ports released", 10*time.Second, func() bool {
+			_, err := os.Stat(filepath.Join(e.home, "default", "docker.sock"))
+			c, derr := net.DialTimeout("tcp", "127.0.0.1:18090", time.Second)
+			if derr == nil {
+				c.Close()
+			}
+			return os.IsNotExist(err) && derr != nil
+		})
+		e.mustBerth("start")
+		waitHTTP(t, "http://127.0.0.1:18090/", time.Minute)
+	})
+
+	t.Run("SIGKILL the VM during start", func(t *testing.T) {
+		e.mustBerth("stop")
+		cmd := exec.Command(os.Getenv("BERTH_BIN"), "start")
+		cmd.Env = e.environ()
+		out := &strings.Builder{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var qemu int
+		waitFor(t, "the VM process exists", time.Minute, func() bool { qemu = vmPIDOrZero(e); return qemu > 0 })
+		syscall.Kill(qemu, syscall.SIGKILL)
+		err := cmd.Wait()
+		if err == nil {
+			t.Errorf("berth start succeeded although its VM was killed:\n%s", out)
+		}
+		t.Logf("start after the kill: %v\n%s", err, out)
+		e.assertNothingRunning(t, "default")
+		e.mustBerth("start")
+	})
+}
+
+// vmPID finds the instance's VM process (a child of its hostd).
+func vmPID(t *testing.T, e *env) int {
+	t.Helper()
+	pid := vmPIDOrZero(e)
+	if pid == 0 {
+		t.Fatal("no VM process found")
+	}
+	return pid
+}
+
+func vmPIDOrZero(e *env) int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, _ := os.ReadFile(p)
+		cl := string(b)
+		if strings.Contains(cl, "qemu-system") && strings.Contains(cl, filepath.Join(e.home, "default")) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			return pid
+		}
+	}
+	return 0
+}
+
+// otherUser returns a second local user, created for the test (needs root).
+func otherUser(t *testing.T) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to create a second user")
+	}
+	const name = "berth-e2e-other"
+	if exec.Command("id", name).Run() != nil {
+		if out, err := exec.Command("useradd", "--system", "--no-create-home", name).CombinedOutput(); err != nil {
+			t.Fatalf("useradd: %v: %s", err, out)
+		}
+	}
+	return name
+}
