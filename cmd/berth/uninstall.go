@@ -16,7 +16,8 @@ func newUninstallCommand() *cobra.Command {
 ~/.berth/install.json: binaries, guest image, completions, the docker context "berth"
 (if it was the current context, docker goes back to its default), start-at-login and the
 docker.sock link. Your other docker contexts and settings are left alone. Instances and
-their data disks are kept unless --data, which deletes ~/.berth entirely.`,
+their data disks are kept unless --data, which deletes every instance and the files berth
+created in ~/.berth, and leaves anything else there in place.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			data, _ := cmd.Flags().GetBool("data")

@@ -24,7 +24,7 @@ func homeEnv(home string) []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case "HOME", "BERTH_HOME", "DOCKER_CONFIG", "BERTH_IMAGES", "BERTH_IMAGE_URL", "DOCKER_HOST", "DOCKER_CONTEXT",
+		case "HOME", "BERTH_HOME", "DOCKER_CONFIG", "BERTH_IMAGES", "BERTH_IMAGE_URL", "BERTH_IMAGE_SHA256", "DOCKER_HOST", "DOCKER_CONTEXT",
 			"XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_RUNTIME_DIR", "DBUS_SESSION_BUS_ADDRESS":
 			continue
 		}

@@ -54,7 +54,7 @@ func (e *env) hostdStats(t *testing.T) api.Process {
 // engineConns counts the connections to the engine socket inside the VM.
 func (e *env) engineConns(t *testing.T) int {
 	t.Helper()
-	out, err := e.guest("ss -xH state connected | grep -c /run/docker.sock || true")
+	out, err := e.guest("ss -xH state connected | busybox grep -c /run/docker.sock || true")
 	if err != nil {
 		t.Fatalf("counting engine connections: %v: %s", err, out)
 	}
@@ -97,15 +97,25 @@ func TestReliability(t *testing.T) {
 		}
 	}
 
-	for _, k := range []struct{ name, pattern string }{
-		{"agent serve process", "-f '^/proc/self/exe serve'"},
-		{"dockerd", "-x dockerd"},
-		{"containerd", "-x containerd"},
-	} {
-		t.Run("SIGKILL "+k.name, func(t *testing.T) {
-			// The shell itself may die with the serve process: its result does not matter.
-			e.guest("pkill -9 " + k.pattern)
-			recovered(t, k.name+" killed")
+	t.Run("SIGKILL agent serve process", func(t *testing.T) {
+		// `berth shell` runs its command as a child of the serve process.
+		before, err := e.guest("echo $PPID")
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.guest("kill -9 $PPID") // the shell dies with it: its result does not matter
+		recovered(t, "serve process killed")
+		after, err := e.guest("echo $PPID")
+		if err != nil || after == before {
+			t.Errorf("serve process pid %q before, %q after (%v): it was not restarted", before, after, err)
+		}
+	})
+	for _, name := range []string{"dockerd", "containerd"} {
+		t.Run("SIGKILL "+name, func(t *testing.T) {
+			if out, err := e.guest("pkill -9 -x " + name); err != nil {
+				t.Fatalf("pkill %s: %v: %s", name, err, out)
+			}
+			recovered(t, name+" killed")
 		})
 	}
 
@@ -113,38 +123,50 @@ func TestReliability(t *testing.T) {
 		for i := range 4 {
 			e.mustDocker("run", "-d", "--name", fmt.Sprintf("chatty%d", i), image, "sh", "-c", "while true; do echo chatty line $(date); usleep 20000; done")
 		}
-		time.Sleep(2 * time.Second)
-		base, baseConns := e.hostdStats(t), e.engineConns(t)
-		t.Logf("baseline: hostd %+v, engine connections %d", base, baseConns)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		var clients []*exec.Cmd
-		for i := range 60 {
-			c := e.dockerCmd(ctx, "logs", "-f", fmt.Sprintf("chatty%d", i%4))
-			clients = append(clients, c)
+		startClients := func(logs, execs int) []*exec.Cmd {
+			var clients []*exec.Cmd
+			for i := range logs {
+				clients = append(clients, e.dockerCmd(ctx, "logs", "-f", fmt.Sprintf("chatty%d", i%4)))
+			}
+			for i := range execs {
+				c := e.dockerCmd(ctx, "exec", "-i", fmt.Sprintf("chatty%d", i%4), "sh", "-c", "while true; do echo exec line; usleep 20000; done")
+				c.Stdin, _ = os.Open(os.DevNull)
+				clients = append(clients, c)
+			}
+			for _, c := range clients {
+				if err := c.Start(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return clients
 		}
-		for i := range 20 {
-			c := e.dockerCmd(ctx, "exec", "-i", fmt.Sprintf("chatty%d", i%4), "sh", "-c", "while true; do echo exec line; usleep 20000; done")
-			c.Stdin, _ = os.Open(os.DevNull)
-			clients = append(clients, c)
-		}
-		for _, c := range clients {
-			c.Stdout, c.Stderr = nil, nil
-			if err := c.Start(); err != nil {
-				t.Fatal(err)
+		kill := func(clients []*exec.Cmd) {
+			for _, c := range clients {
+				c.Process.Signal(syscall.SIGKILL)
+				c.Wait()
 			}
 		}
+		// A small round first, so that what hostd creates once (the runtime's GC workers,
+		// pools) is in the baseline and only what leaks per client counts.
+		kill(startClients(4, 2))
+		time.Sleep(5 * time.Second)
+		base, baseConns := e.hostdStats(t), e.engineConns(t)
+		t.Logf("baseline: hostd %+v, engine connections %d", base, baseConns)
+		clients := startClients(60, 20)
 		time.Sleep(10 * time.Second)
 		peak, peakConns := e.hostdStats(t), e.engineConns(t)
 		t.Logf("with %d clients: hostd %+v, engine connections %d", len(clients), peak, peakConns)
-		for _, c := range clients {
-			c.Process.Signal(syscall.SIGKILL)
-			c.Wait()
+		if peakConns < len(clients)/2 {
+			t.Errorf("only %d engine connections with %d clients: the count is wrong", peakConns, len(clients))
 		}
+		kill(clients)
 		within := func(v, base int) bool { return v <= base+base/10+2 }
+		var last api.Process
 		waitFor(t, "hostd goroutines and fds back to baseline", 30*time.Second, func() bool {
-			s := e.hostdStats(t)
-			return within(s.Goroutines, base.Goroutines) && within(s.FDs, base.FDs)
+			last = e.hostdStats(t)
+			return within(last.Goroutines, base.Goroutines) && within(last.FDs, base.FDs)
 		})
 		waitFor(t, "guest engine connections back to baseline", 30*time.Second, func() bool {
 			return e.engineConns(t) <= baseConns
@@ -182,7 +204,7 @@ func TestReliability(t *testing.T) {
 		user := otherUser(t)
 		dir := filepath.Join(e.home, "default")
 		for _, s := range []string{"hostd.sock", "docker.sock"} {
-			out, err := exec.Command("runuser", "-u", user, "--", "curl", "-sS", "--max-time", "5",
+			out, err := exec.Command("runuser", "-u", user, "--", "curl", "-sv", "--max-time", "5",
 				"--unix-socket", filepath.Join(dir, s), "http://x/v1/status").CombinedOutput()
 			if err == nil || !strings.Contains(string(out), "Permission denied") {
 				t.Errorf("user %s reached %s: err=%v out=%s", user, s, err, out)
