@@ -311,23 +311,32 @@ func (s *Server) logs(ctx context.Context, st *yamux.Stream, name string, follow
 	if err != nil {
 		return reply(st, err)
 	}
-	defer f.Close()
+	defer func() { f.Close() }()
 	if err := reply(st, nil); err != nil {
 		return err
 	}
 	gone := make(chan struct{})
 	go func() { io.Copy(io.Discard, st); close(gone) }()
-	return copyFollow(ctx, st, f, follow, gone)
+	return copyFollow(ctx, st, &f, path, follow, gone)
 }
 
-// copyFollow copies f to w and, when following, keeps copying what is appended.
-func copyFollow(ctx context.Context, w io.Writer, f *os.File, follow bool, gone <-chan struct{}) error {
+// copyFollow copies *f to w and, when following, keeps copying what is appended. A log
+// that was rotated (the path now names another file) is reopened by path once the old one
+// is drained, so `berth logs engine -f` goes on across a rotation.
+func copyFollow(ctx context.Context, w io.Writer, f **os.File, path string, follow bool, gone <-chan struct{}) error {
 	for {
-		if _, err := io.Copy(w, f); err != nil {
+		if _, err := io.Copy(w, *f); err != nil {
 			return err
 		}
 		if !follow {
 			return nil
+		}
+		if rotated(*f, path) {
+			if nf, err := os.Open(path); err == nil {
+				(*f).Close()
+				*f = nf
+				continue
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -337,6 +346,13 @@ func copyFollow(ctx context.Context, w io.Writer, f *os.File, follow bool, gone 
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// rotated reports whether path now names a different file than f.
+func rotated(f *os.File, path string) bool {
+	a, err1 := f.Stat()
+	b, err2 := os.Stat(path)
+	return err1 == nil && err2 == nil && !os.SameFile(a, b)
 }
 
 func keys(m map[string]string) []string {
