@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -34,8 +36,9 @@ type Watcher struct {
 	fs      *fsnotify.Watcher
 	log     *slog.Logger
 	maxDirs int
-	dirs    int
-	Capped  bool // true when maxDirs was reached and some directories are not watched
+	// Written by the watch loop, read by the API: atomic.
+	dirs   atomic.Int64
+	capped atomic.Bool // maxDirs was reached and some directories are not watched
 }
 
 // Watch starts watching roots recursively and calls emit with batches of changes until ctx
@@ -56,7 +59,10 @@ func Watch(ctx context.Context, roots []string, maxDirs int, log *slog.Logger, e
 }
 
 // Dirs is the number of directories watched.
-func (w *Watcher) Dirs() int { return w.dirs }
+func (w *Watcher) Dirs() int { return int(w.dirs.Load()) }
+
+// Capped reports whether some directories are not watched (maxDirs was reached).
+func (w *Watcher) Capped() bool { return w.capped.Load() }
 
 func (w *Watcher) addTree(root string) {
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
@@ -66,20 +72,42 @@ func (w *Watcher) addTree(root string) {
 		if !d.IsDir() {
 			return nil
 		}
-		if w.dirs >= w.maxDirs {
-			if !w.Capped {
-				w.Capped = true
+		if int(w.dirs.Load()) >= w.maxDirs {
+			if !w.capped.Swap(true) {
 				w.log.Warn("too many directories to watch; changes deeper in the tree are not notified", "limit", w.maxDirs, "at", p)
 			}
 			return filepath.SkipAll
 		}
-		if err := w.fs.Add(p); err != nil {
-			w.log.Debug("cannot watch", "dir", p, "err", err)
-			return nil
-		}
-		w.dirs++
+		w.addDir(p)
 		return nil
 	})
+}
+
+// watchAdded is called right after a watch was added (tests swap the directory there).
+var watchAdded = func(string) {}
+
+// addDir watches directory p. inotify follows a symlink, so a directory swapped for a
+// link between the walk's check and the watch would be watched wherever the link points:
+// p is checked again after the watch, which is dropped unless p is still the directory
+// the walk saw.
+func (w *Watcher) addDir(p string) {
+	before, err := os.Lstat(p)
+	if err != nil || !before.IsDir() {
+		return
+	}
+	if err := w.fs.Add(p); err != nil {
+		w.log.Debug("cannot watch", "dir", p, "err", err)
+		return
+	}
+	watchAdded(p)
+	after, err := os.Lstat(p)
+	target, terr := os.Stat(p)
+	if err != nil || terr != nil || !after.IsDir() || !os.SameFile(before, after) || !os.SameFile(after, target) {
+		w.fs.Remove(p)
+		w.log.Warn("a directory was swapped during its watch; not watching it", "dir", p)
+		return
+	}
+	w.dirs.Add(1)
 }
 
 func (w *Watcher) loop(ctx context.Context, emit func([]Event)) {

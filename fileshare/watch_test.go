@@ -84,7 +84,35 @@ func TestWatchCap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w.Dirs() != 2 || !w.Capped {
-		t.Errorf("dirs %d capped %v", w.Dirs(), w.Capped)
+	if w.Dirs() != 2 || !w.Capped() {
+		t.Errorf("dirs %d capped %v", w.Dirs(), w.Capped())
+	}
+}
+
+// TestWatchSwappedForSymlink: a directory replaced by a symlink right as it is watched is
+// not watched (the watch would follow the link out of the share).
+func TestWatchSwappedForSymlink(t *testing.T) {
+	root := t.TempDir()
+	outside := t.TempDir()
+	sub := filepath.Join(root, "sub")
+	os.Mkdir(sub, 0o755)
+	watchAdded = func(p string) {
+		if p == sub {
+			os.Rename(sub, sub+".old")
+			os.Symlink(outside, sub)
+		}
+	}
+	defer func() { watchAdded = func(string) {} }()
+	w, err := Watch(t.Context(), []string{root}, 100, slog.New(slog.DiscardHandler), func([]Event) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Dirs() != 1 {
+		t.Errorf("watching %d dirs, want 1 (the root only)", w.Dirs())
+	}
+	for _, p := range w.fs.WatchList() {
+		if p == sub {
+			t.Errorf("%s is watched: the watch follows the link to %s", sub, outside)
+		}
 	}
 }

@@ -178,7 +178,7 @@ func (d *Daemon) watchShares(ctx context.Context, roots []string) {
 		d.log.Warn("failed to watch shares", "err", err)
 		return
 	}
-	d.log.Info("watching shares", "roots", roots, "dirs", w.Dirs(), "capped", w.Capped)
+	d.log.Info("watching shares", "roots", roots, "dirs", w.Dirs(), "capped", w.Capped())
 	d.shares.mu.Lock()
 	d.shares.watchers = append(d.shares.watchers, w)
 	d.shares.mu.Unlock()
