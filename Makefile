@@ -25,7 +25,7 @@ DEB_PACKAGES := qemu-system-x86 qemu-system-arm qemu-utils e2fsprogs cpio kmod b
                 dpkg-dev zstd osslsigncode openssl wixl msitools \
                 gcc libgl1-mesa-dev xorg-dev xvfb dbus-daemon xclip xterm gcc-mingw-w64-x86-64
 
-.PHONY: help deps build agents tray image install-image run test test-unit test-e2e bench lint cross typecheck-darwin sign-darwin install uninstall bundle deb msi app-darwin wsl-rootfs clean
+.PHONY: help deps build agents tray image install-image run test test-unit test-e2e soak bench lint cross typecheck-darwin sign-darwin install uninstall bundle deb msi app-darwin wsl-rootfs clean
 
 help: ## show this help
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -90,6 +90,10 @@ test-e2e: deps build image ## end-to-end suite: real VMs, the real docker CLI, t
 	  BERTH_TRAY_BIN=$(abspath $(BIN)/berth-tray) BERTH_ARTIFACTS=$(abspath $(OUT)/artifacts) \
 	  test/run-e2e.sh $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) ./test/e2e/
 	@echo "tray screenshot: $(abspath $(OUT)/artifacts)/tray-containers.png"
+
+soak: deps build image ## the long reliability checks (200 streams killed mid-stream, 2 GiB save|load, 20 start/stop cycles), bounded to 90 minutes
+	BERTH_BIN=$(abspath $(BIN)/berth) BERTH_IMAGES=$(abspath $(IMAGE_OUT)) \
+	  test/run-e2e.sh $(GO) test -tags 'e2e soak' -count=1 -v -run '^TestSoak' -timeout 90m ./test/e2e/
 
 bench: deps build image ## start phases vs a bare boot, port and share throughput, tray idle CPU: ratios in one run
 	BERTH_BIN=$(abspath $(BIN)/berth) BERTH_IMAGES=$(abspath $(IMAGE_OUT)) BERTH_TRAY_BIN=$(abspath $(BIN)/berth-tray) \
