@@ -82,6 +82,10 @@ func TestReliability(t *testing.T) {
 			_, err := e.docker_(nil, "ps", "-q")
 			return err == nil
 		})
+		waitFor(t, what+": docker run works", 2*time.Minute, func() bool {
+			_, err := e.docker_(nil, "run", "--rm", image, "true")
+			return err == nil
+		})
 		waitFor(t, what+": the forwarded port answers", 2*time.Minute, func() bool {
 			c := &http.Client{Timeout: 2 * time.Second}
 			resp, err := c.Get("http://127.0.0.1:18090/")
