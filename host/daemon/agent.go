@@ -31,7 +31,7 @@ type agentClient struct {
 // dialAgent connects to the agent through the driver, runs the channel handshake and
 // starts a session. It gives up when ctx ends, which also covers a guest that never boots.
 func dialAgent(ctx context.Context, drv vm.Driver, log *slog.Logger) (*agentClient, error) {
-	conn, err := drv.DialAgent(ctx)
+	conn, err := dialRetry(ctx, drv)
 	if err != nil {
 		return nil, err
 	}
@@ -40,6 +40,25 @@ func dialAgent(ctx context.Context, drv vm.Driver, log *slog.Logger) (*agentClie
 		return nil, err
 	}
 	return newAgentClient(conn, log)
+}
+
+// dialRetry asks the driver for the agent channel until it connects or ctx ends. A vsock
+// connect fails at once while the agent is not listening yet (vz, WSL2), so one try would
+// fail every boot that is not already past the agent's start.
+func dialRetry(ctx context.Context, drv vm.Driver) (net.Conn, error) {
+	backoff := 50 * time.Millisecond
+	for {
+		conn, err := drv.DialAgent(ctx)
+		if err == nil {
+			return conn, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
 }
 
 func newAgentClient(conn net.Conn, log *slog.Logger) (*agentClient, error) {

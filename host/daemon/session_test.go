@@ -260,3 +260,35 @@ func (s *silentVM) DialAgent(ctx context.Context) (net.Conn, error) {
 	<-ctx.Done()
 	return nil, ctx.Err()
 }
+
+// flakyVM refuses the agent channel a few times, as a vsock connect does before the agent
+// listens.
+type flakyVM struct {
+	*fakeVM
+	refusals int
+}
+
+func (f *flakyVM) DialAgent(ctx context.Context) (net.Conn, error) {
+	if f.refusals > 0 {
+		f.refusals--
+		return nil, errors.New("connection refused")
+	}
+	return f.fakeVM.DialAgent(ctx)
+}
+
+func TestDialAgentRetries(t *testing.T) {
+	vm := &flakyVM{fakeVM: newFakeVM(t, "/nonexistent"), refusals: 5}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	agent, err := dialAgent(ctx, vm, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("dialAgent gave up: %v", err)
+	}
+	agent.close()
+	vm.refusals = 1 << 30
+	ctx, cancel = context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := dialAgent(ctx, vm, slog.New(slog.DiscardHandler)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want the context's deadline", err)
+	}
+}
