@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -61,11 +62,26 @@ func Pipe(ctx context.Context, a, b HalfCloser) error {
 	stop := context.AfterFunc(ctx, teardown)
 	defer stop()
 	errc := make(chan error, 2)
+	var watch sync.WaitGroup
+	var finished atomic.Int32
 	cp := func(dst, src HalfCloser) {
 		_, err := io.Copy(dst, src)
+		finished.Add(1)
 		if err != nil {
 			teardown()
 		} else {
+			// src half-closed. If it is a socket whose peer later goes away entirely
+			// while the other direction still runs, tear down: that direction may have
+			// nothing to write for hours, and only a write would notice otherwise. (Our
+			// own CloseWrite at the normal end also reads as a hangup: then both
+			// directions are finished and nothing is torn down.)
+			watch.Add(1)
+			go func() {
+				defer watch.Done()
+				if waitHangup(src) && finished.Load() < 2 {
+					teardown()
+				}
+			}()
 			dst.CloseWrite()
 		}
 		errc <- err
@@ -75,5 +91,6 @@ func Pipe(ctx context.Context, a, b HalfCloser) error {
 	err := errors.Join(<-errc, <-errc)
 	a.Close()
 	b.Close()
+	watch.Wait()
 	return err
 }

@@ -1,3 +1,5 @@
+//go:build linux
+
 package daemon
 
 import (
@@ -14,6 +16,7 @@ import (
 	"github.com/berth-dev/berth/guestagent"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/store"
+	"golang.org/x/sys/unix"
 )
 
 // fakeVM is a vm.Driver whose agent channel is the real guestagent.Server on a socket pair,
@@ -290,5 +293,62 @@ func TestDialAgentRetries(t *testing.T) {
 	defer cancel()
 	if _, err := dialAgent(ctx, vm, slog.New(slog.DiscardHandler)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want the context's deadline", err)
+	}
+}
+
+// TestDockerClientHalfClosedThenGone: a client that half-closed (`docker exec -i` with
+// stdin at EOF) and then died, on a stream where the engine has nothing to send, is torn
+// down too; no write would ever notice it.
+func TestDockerClientHalfClosedThenGone(t *testing.T) {
+	sock := t.TempDir() + "/docker.sock"
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	engineClosed := make(chan struct{}, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.Copy(io.Discard, c) // up to the half-close; then silence
+		// Wait, silent, until the agent closes its end (POLLHUP on ours).
+		raw, _ := c.(*net.UnixConn).SyscallConn()
+		for range 400 {
+			hup := false
+			raw.Control(func(fd uintptr) {
+				p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+				if n, _ := unix.Poll(p, 0); n > 0 && p[0].Revents&unix.POLLHUP != 0 {
+					hup = true
+				}
+			})
+			if hup {
+				engineClosed <- struct{}{}
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	vm := newFakeVM(t, sock)
+	d := testDaemon()
+	ctx, _ := startSessions(t, d, vm)
+	client, server := socketPair(t)
+	done := make(chan struct{})
+	go func() { d.forwardDocker(ctx)(server); close(done) }()
+	client.Write([]byte("POST /exec/x/start"))
+	client.(*net.UnixConn).CloseWrite()
+	time.Sleep(200 * time.Millisecond)
+	client.Close()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the forward of a half-closed client that left did not end")
+	}
+	select {
+	case <-engineClosed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the engine connection stayed open")
 	}
 }
