@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/berth-dev/berth/fileshare/guard"
 )
 
 // VirtiofsdPath is Debian's virtiofsd (shipped with qemu-system-common).
@@ -33,7 +35,13 @@ func StartVirtiofsd(ctx context.Context, dir, sock string, log *slog.Logger) (*e
 	os.Remove(sock)
 	// fuse option values escape commas and backslashes with a backslash.
 	src := strings.NewReplacer(`\`, `\\`, `,`, `\,`).Replace(dir)
-	cmd := exec.Command(VirtiofsdPath, "--socket-path="+sock, "-o", "source="+src, "-o", "cache=auto", "-o", "log_level=warn", "--rlimit-nofile=0")
+	// The share guard's filter makes virtiofsd's per-request switches to the guest's uid
+	// no-ops and refuses setuid/setgid modes, device nodes, fifos and xattrs, so what the
+	// guest creates belongs to the user running berth and carries no privilege.
+	cmd, err := guard.Command(guard.ProfileVirtiofsd, []string{VirtiofsdPath, "--socket-path=" + sock, "-o", "source=" + src, "-o", "cache=auto", "-o", "log_level=warn", "--rlimit-nofile=0"})
+	if err != nil {
+		return nil, err
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	started := make(chan error, 1)

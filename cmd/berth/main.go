@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/berth-dev/berth/fileshare/guard"
 	"github.com/spf13/cobra"
 )
 
@@ -16,6 +17,12 @@ import (
 var version = "dev"
 
 func main() {
+	// Hidden: hostd runs QEMU and virtiofsd through this wrapper, which confines them with a
+	// seccomp filter before executing them (fileshare/guard). Not a cobra command, so it
+	// never shows in help or completion.
+	if len(os.Args) > 1 && os.Args[1] == guard.Arg {
+		guard.Main(os.Args[2:])
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRootCommand()

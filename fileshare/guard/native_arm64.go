@@ -1,0 +1,5 @@
+//go:build linux
+
+package guard
+
+var nativeArch = &archARM64
