@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,10 +13,12 @@ import (
 	"github.com/hashicorp/yamux"
 )
 
-// Agent liveness: the host pings the agent's session every pingEvery and gives the session
-// up when no answer comes within pingTimeout (an agent whose serve process was killed
-// mid-frame leaves the old session waiting forever otherwise). Generous under TCG.
-const (
+// Agent liveness: the host asks the agent for its info every pingEvery and gives the
+// session up when no answer comes within pingTimeout. An answer needs the agent itself, not
+// only its yamux layer: a serve process killed in the middle of a frame, or one that hangs,
+// ends the session, and with it every stream that would wait on it forever. Generous under
+// TCG; variables for tests.
+var (
 	pingEvery   = 5 * time.Second
 	pingTimeout = 15 * time.Second
 )
@@ -153,8 +154,8 @@ func (a *agentClient) done() <-chan struct{} { return a.sess.CloseChan() }
 
 func (a *agentClient) closed() bool { return a.sess.IsClosed() }
 
-// keepalive pings the agent until the session ends or ctx does, and closes the session when
-// an answer does not come within pingTimeout, so its owner reconnects.
+// keepalive asks the agent for its info until the session ends or ctx does, and closes the
+// session when an answer does not come within pingTimeout, so its owner reconnects.
 func (a *agentClient) keepalive(ctx context.Context) {
 	t := time.NewTicker(pingEvery)
 	defer t.Stop()
@@ -166,25 +167,12 @@ func (a *agentClient) keepalive(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		pong := make(chan error, 1)
-		go func() { _, err := a.sess.Ping(); pong <- err }()
-		timer := time.NewTimer(pingTimeout)
-		select {
-		case err := <-pong:
-			timer.Stop()
-			if err != nil && !errors.Is(err, yamux.ErrSessionShutdown) {
-				a.log.Warn("agent did not answer a ping; reconnecting", "err", err)
-				a.close()
-			}
-		case <-timer.C:
-			a.log.Warn("agent did not answer a ping; reconnecting", "timeout", pingTimeout)
-			a.close() // ends the Ping goroutine too
-			<-pong
-			return
-		case <-ctx.Done():
-			timer.Stop()
+		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+		_, err := a.info(pctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && !a.closed() {
+			a.log.Warn("the agent did not answer; reconnecting", "err", err, "timeout", pingTimeout)
 			a.close()
-			<-pong
 			return
 		}
 	}

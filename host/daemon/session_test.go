@@ -9,13 +9,16 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/berth-dev/berth/guestagent"
+	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/store"
+	"github.com/hashicorp/yamux"
 	"golang.org/x/sys/unix"
 )
 
@@ -351,4 +354,56 @@ func TestDockerClientHalfClosedThenGone(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the engine connection stayed open")
 	}
+}
+
+// TestOpenHungAgentLeavesNothing: opens that time out against an agent that never answers
+// leave no goroutine behind, and the keepalive ends the hung session (and so its streams).
+func TestOpenHungAgentLeavesNothing(t *testing.T) {
+	host, guest := socketPair(t)
+	defer guest.Close()
+	go func() {
+		// The agent side: a session that accepts streams and never answers them.
+		proto.AgentHandshake(guest)
+		sess, err := yamux.Server(guest, proto.YamuxConfig())
+		if err != nil {
+			return
+		}
+		for {
+			if _, err := sess.AcceptStream(); err != nil {
+				return
+			}
+		}
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if err := proto.HostHandshake(ctx, host); err != nil {
+		t.Fatal(err)
+	}
+	agent, err := newAgentClient(host, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer agent.close()
+	before := runtime.NumGoroutine()
+	for range 50 {
+		octx, ocancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+		if _, _, err := agent.open(octx, proto.Request{Type: proto.TypeInfo}); err == nil {
+			t.Fatal("an open against a silent agent succeeded")
+		}
+		ocancel()
+	}
+	if n := runtime.NumGoroutine(); n > before+2 {
+		t.Errorf("%d goroutines after 50 timed-out opens, %d before", n, before)
+	}
+	// The keepalive finds the agent hung and ends the session, which frees every stream.
+	pingEvery, pingTimeout = 50*time.Millisecond, 200*time.Millisecond
+	defer func() { pingEvery, pingTimeout = 5*time.Second, 15*time.Second }()
+	go agent.keepalive(t.Context())
+	select {
+	case <-agent.done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the keepalive did not give up on a hung agent")
+	}
+	// A closed session's streams are all closed (yamux forceClose); the session goes with
+	// the agentClient, which the supervisor replaces.
 }
