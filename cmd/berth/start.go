@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -39,33 +40,49 @@ func startAction(cmd *cobra.Command, args []string) error {
 		return err
 	}
 	inst, err := store.Open(name)
-	var cfg store.Config
 	switch {
 	case errors.Is(err, store.ErrNotFound) || errors.Is(err, fs.ErrNotExist):
-		cfg = store.DefaultConfig()
-	case err != nil:
-		return err
-	default:
-		if cfg, err = inst.Config(); err != nil {
+		// Check the flags before anything is created, then create the instance with them
+		// (store.Create keeps a config that a concurrent start wrote first).
+		cfg := store.DefaultConfig()
+		if _, err := applyFlags(cmd, &cfg); err != nil {
 			return err
 		}
-	}
-	oldDisk := cfg.Disk
-	changed, err := applyFlags(cmd, &cfg)
-	if err != nil {
-		return err
-	}
-	if inst != nil && cfg.Disk < oldDisk {
-		return fmt.Errorf("--disk %d is smaller than the current %d GiB: the data disk can only grow", cfg.Disk, oldDisk)
-	}
-	if inst == nil {
 		if inst, err = store.Create(name, cfg); err != nil {
 			return err
 		}
-	} else if changed {
-		if pid := inst.DaemonPID(); pid != 0 {
+	case err != nil:
+		return err
+	}
+
+	// From here on this start holds the instance's start lock: a second start (another
+	// CLI, the tray) or a delete fails at once with a clear message instead of rewriting
+	// the config, truncating the daemon's log or spawning a second daemon.
+	starter, err := instance.LockStart(inst)
+	if err != nil {
+		return err
+	}
+	defer starter.Release()
+
+	cur, err := inst.Config()
+	if err != nil {
+		return err
+	}
+	cfg := cur
+	if _, err := applyFlags(cmd, &cfg); err != nil {
+		return err
+	}
+	if cfg.Disk < cur.Disk {
+		return fmt.Errorf("--disk %d is smaller than the current %d GiB: the data disk can only grow", cfg.Disk, cur.Disk)
+	}
+	changed := !bytes.Equal(cfg.Marshal(), cur.Marshal())
+	if err := starter.Busy(cmd.Context()); err != nil {
+		if changed && errors.Is(err, instance.ErrRunning) {
 			return fmt.Errorf("instance %q is running; stop it before changing its settings", name)
 		}
+		return err
+	}
+	if changed {
 		if err := inst.SaveConfig(cfg); err != nil {
 			return err
 		}
@@ -74,11 +91,12 @@ func startAction(cmd *cobra.Command, args []string) error {
 	out := cmd.OutOrStdout()
 	fmt.Fprintf(out, "Starting %q: %d CPUs, %d GiB memory, %d GiB disk, %s\n", name, cfg.CPUs, cfg.Memory, cfg.Disk, cfg.Arch)
 	t0 := time.Now()
-	err = instance.Start(cmd.Context(), inst, func(ev api.Event) {
+	err = starter.Start(cmd.Context(), func(ev api.Event) {
 		if ev.Phase != "" && ev.State == api.StateStarting && ev.Done {
 			fmt.Fprintf(out, "  [%5.1fs] %-8s %s\n", time.Since(t0).Seconds(), ev.Phase, ev.Message)
 		}
 	})
+	starter.Release()
 	if err != nil {
 		return err
 	}

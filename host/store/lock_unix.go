@@ -7,56 +7,92 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// ErrLocked means a live daemon holds the instance.
-var ErrLocked = errors.New("instance is in use by a running berth daemon")
-
-// Lock is the daemon's hold on an instance: an flock on hostd.pid, which also records the
-// pid. The kernel drops the lock when the process dies, so a kill -9 never leaves a stale
-// lock, and a reused pid can never be mistaken for ours.
+// Lock is a process's hold on an instance: an flock on a file that also records the pid.
+// The kernel drops the lock when the process dies, so a kill -9 never leaves a stale lock,
+// and a reused pid can never be mistaken for ours.
 type Lock struct{ f *os.File }
 
-// TryLock takes the instance lock or returns ErrLocked.
-func (i *Instance) TryLock() (*Lock, error) {
-	f, err := os.OpenFile(i.Path(PIDFile), os.O_RDWR|os.O_CREATE, privFileMode)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			return nil, ErrLocked
+// lockFile takes an exclusive flock on path and records "<pid>[ <op>]" in it.
+func lockFile(path, op string) (*Lock, error) {
+	busy := 0
+	for range 100 + busyRetries {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, privFileMode)
+		if err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("failed to lock %s: %w", f.Name(), err)
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, unix.EWOULDBLOCK) {
+				if busy++; busy > busyRetries {
+					return nil, ErrLocked
+				}
+				time.Sleep(5 * time.Millisecond)
+				continue
+			}
+			return nil, fmt.Errorf("failed to lock %s: %w", path, err)
+		}
+		// Release removes the file. Whoever opened it just before that removal now holds a
+		// lock on a file no one else will ever open again, while the next locker creates
+		// and locks a new one: two holders. So the lock only counts if the file we hold is
+		// still the one at path; otherwise open the new one and try again.
+		var held, now unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &held); err != nil {
+			f.Close()
+			return nil, err
+		}
+		if err := unix.Stat(path, &now); err != nil || now.Dev != held.Dev || now.Ino != held.Ino {
+			f.Close()
+			continue
+		}
+		rec := strconv.Itoa(os.Getpid())
+		if op != "" {
+			rec += " " + op
+		}
+		rec += "\n"
+		// Write, then cut: a reader never sees an empty file where a pid was.
+		f.WriteAt([]byte(rec), 0)
+		f.Truncate(int64(len(rec)))
+		return &Lock{f: f}, nil
 	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-	return &Lock{f: f}, nil
+	return nil, fmt.Errorf("failed to lock %s: it keeps being replaced", path)
 }
 
-// Release drops the lock and removes the pid file.
+// Release removes the file and drops the lock. Removing first means that from now on a
+// locker opens a new file; one that opened the old file meanwhile sees that it was
+// replaced (lockFile).
 func (l *Lock) Release() {
 	os.Remove(l.f.Name())
 	l.f.Close()
 }
 
-// DaemonPID returns the pid of the daemon holding the instance, or 0 when none does.
-func (i *Instance) DaemonPID() int {
-	f, err := os.Open(i.Path(PIDFile))
-	if err != nil {
-		return 0
+// holder returns the pid (and op) recorded in path when a process holds its lock; 0 when
+// none does; -1 when one does but has not written its pid yet.
+func holder(path string) (int, string) {
+	for try := 0; ; try++ {
+		f, err := os.Open(path)
+		if err != nil {
+			return 0, ""
+		}
+		if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err == nil {
+			unix.Flock(int(f.Fd()), unix.LOCK_UN)
+			f.Close()
+			return 0, "" // nobody holds it
+		}
+		b := make([]byte, 64)
+		n, _ := f.ReadAt(b, 0)
+		f.Close()
+		if pid, op := parseHolder(b[:n]); pid > 0 {
+			return pid, op
+		}
+		// A holder that has just taken the lock on a new (empty) file writes its pid next.
+		if try == pidRetries {
+			return -1, ""
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err == nil {
-		unix.Flock(int(f.Fd()), unix.LOCK_UN)
-		return 0 // nobody holds it
-	}
-	b := make([]byte, 32)
-	n, _ := f.ReadAt(b, 0)
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b[:n])))
-	return pid
 }

@@ -5,36 +5,50 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"strings"
+	"time"
 
 	"golang.org/x/sys/windows"
 )
 
-// ErrLocked means a live daemon holds the instance.
-var ErrLocked = errors.New("instance is in use by a running berth daemon")
-
-// Lock is the daemon's hold on an instance: an exclusive LockFileEx on hostd.pid, dropped by
-// the kernel when the process dies.
+// Lock is a process's hold on an instance: an exclusive LockFileEx on a file that records
+// the pid, dropped by the kernel when the process dies. Files open without
+// FILE_SHARE_DELETE cannot be removed while another process has them open, so the file a
+// locker opened is still the one at the path.
 type Lock struct{ f *os.File }
 
-// TryLock takes the instance lock or returns ErrLocked.
-func (i *Instance) TryLock() (*Lock, error) {
-	f, err := os.OpenFile(i.Path(PIDFile), os.O_RDWR|os.O_CREATE, privFileMode)
-	if err != nil {
-		return nil, err
-	}
-	ol := new(windows.Overlapped)
-	// Lock a byte past any pid text so readers can still read the pid.
-	ol.Offset = 1 << 20
-	if err := windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, ol); err != nil {
+// lockOffset: lock a byte past any pid text so readers can still read the pid.
+const lockOffset = 1 << 20
+
+func lockFile(path, op string) (*Lock, error) {
+	var f *os.File
+	for busy := 0; ; busy++ {
+		var err error
+		if f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, privFileMode); err != nil {
+			return nil, err
+		}
+		ol := new(windows.Overlapped)
+		ol.Offset = lockOffset
+		err = windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, ol)
+		if err == nil {
+			break
+		}
 		f.Close()
-		if errors.Is(err, windows.ERROR_LOCK_VIOLATION) {
+		if !errors.Is(err, windows.ERROR_LOCK_VIOLATION) {
+			return nil, fmt.Errorf("failed to lock %s: %w", path, err)
+		}
+		// Readers probe the lock for a moment (holder); only a lasting holder counts.
+		if busy == busyRetries {
 			return nil, ErrLocked
 		}
-		return nil, fmt.Errorf("failed to lock %s: %w", f.Name(), err)
+		time.Sleep(5 * time.Millisecond)
 	}
-	f.Truncate(0)
-	f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	rec := strconv.Itoa(os.Getpid())
+	if op != "" {
+		rec += " " + op
+	}
+	rec += "\n"
+	f.WriteAt([]byte(rec), 0)
+	f.Truncate(int64(len(rec)))
 	return &Lock{f: f}, nil
 }
 
@@ -44,21 +58,28 @@ func (l *Lock) Release() {
 	os.Remove(l.f.Name())
 }
 
-// DaemonPID returns the pid of the daemon holding the instance, or 0 when none does.
-func (i *Instance) DaemonPID() int {
-	f, err := os.OpenFile(i.Path(PIDFile), os.O_RDWR, 0)
-	if err != nil {
-		return 0
+func holder(path string) (int, string) {
+	for try := 0; ; try++ {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return 0, ""
+		}
+		ol := new(windows.Overlapped)
+		ol.Offset = lockOffset
+		if err := windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, ol); err == nil {
+			windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, ol)
+			f.Close()
+			return 0, ""
+		}
+		b := make([]byte, 64)
+		n, _ := f.ReadAt(b, 0)
+		f.Close()
+		if pid, op := parseHolder(b[:n]); pid > 0 {
+			return pid, op
+		}
+		if try == pidRetries {
+			return -1, ""
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
-	defer f.Close()
-	ol := new(windows.Overlapped)
-	ol.Offset = 1 << 20
-	if err := windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, ol); err == nil {
-		windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, ol)
-		return 0
-	}
-	b := make([]byte, 32)
-	n, _ := f.ReadAt(b, 0)
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b[:n])))
-	return pid
 }
