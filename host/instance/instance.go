@@ -280,12 +280,21 @@ func (s *Starter) Start(ctx context.Context, progress func(api.Event)) error {
 		return fmt.Errorf("instance %q stopped during start; see %s", inst.Name, inst.Path(store.HostdLog))
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
-		return err
+		// The daemon may have gone between the status and the events (a stop came): its
+		// recorded state tells.
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			return err
+		}
 	}
 	<-exited
 	rec := inst.ReadState()
 	if rec.Error != "" {
 		return errors.New(rec.Error)
+	}
+	if rec.State == api.StateStopped && recordedSince(inst, spawned) {
+		return fmt.Errorf("instance %q stopped during start; see %s", inst.Name, inst.Path(store.HostdLog))
 	}
 	return fmt.Errorf("the berth daemon exited during start: %s", lastLines(inst.Path(store.HostdLog), 5))
 }
