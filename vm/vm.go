@@ -89,6 +89,27 @@ type Driver interface {
 	DialAgent(ctx context.Context) (net.Conn, error)
 }
 
+// IOErrorWatcher is implemented by a Driver that reports the VM pausing on a host I/O
+// error, such as the host file system holding a disk image running full, and can resume
+// it. The VM keeps the failed requests and retries them on Resume, so nothing the guest
+// wrote is lost; resuming while the host is still full only pauses it again.
+type IOErrorWatcher interface {
+	// IOErrors receives one value per I/O error the hypervisor reports, for the VM's life.
+	// The channel is never closed; a slow reader loses the oldest values, not the newest.
+	IOErrors() <-chan IOError
+	// Resume continues a paused VM; it is harmless when the VM runs.
+	Resume(ctx context.Context) error
+}
+
+// IOError is a host I/O error on one of the VM's disks.
+type IOError struct {
+	Device  string // the driver's name for the disk (QEMU: the drive id, "disk1")
+	Path    string // the disk image (Config.Disks[].Path), when known
+	NoSpace bool   // the host file system is full (ENOSPC)
+	Paused  bool   // the VM was paused on it and waits for Resume
+	Message string // the host's error text, e.g. "No space left on device"
+}
+
 // ErrUnsupported is wrapped by drivers for configuration they cannot honour.
 var ErrUnsupported = errors.New("not supported by this driver")
 

@@ -230,6 +230,12 @@ func (d *Daemon) run(ctx context.Context) error {
 	d.mu.Lock()
 	d.driver = drv
 	d.mu.Unlock()
+	// A full host disk pauses the VM (QEMU werror=enospc): show it, resume when there is room.
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.watchHostDisk(ctx, drv)
+	}()
 	d.inst.WriteState(store.State{State: api.StateStarting, PID: os.Getpid(), StartedAt: d.startedAt})
 
 	err = d.boot(ctx, drv, exit)
@@ -593,7 +599,8 @@ func (d *Daemon) shutdown(drv vm.Driver, exit *vmExit, force bool) error {
 		d.mu.Lock()
 		agent := d.agent
 		d.mu.Unlock()
-		if agent != nil && !agent.closed() {
+		hadAgent := agent != nil && !agent.closed()
+		if hadAgent {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			_, err := agent.call(ctx, proto.Request{Type: proto.TypeShutdown})
 			cancel()
@@ -607,10 +614,16 @@ func (d *Daemon) shutdown(drv vm.Driver, exit *vmExit, force bool) error {
 		} else {
 			d.log.Info("no agent session; sending ACPI power-off")
 		}
+		// Without an agent (a stop during boot) the guest may not handle the power key
+		// yet: wait briefly, not the full grace.
+		grace := 15 * time.Second
+		if !hadAgent {
+			grace = 5 * time.Second
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		err := drv.Stop(ctx, false)
 		cancel()
-		if err == nil && waitExit(exit, 15*time.Second) {
+		if err == nil && waitExit(exit, grace) {
 			return nil
 		}
 		d.log.Warn("guest ignored the power-off; forcing")

@@ -13,8 +13,9 @@ import (
 
 // Files the driver keeps in Config.RuntimeDir.
 const (
-	qmpSocket   = "qmp.sock"
-	agentSocket = "agent.sock"
+	qmpSocket       = "qmp.sock"
+	qmpEventsSocket = "qmp-events.sock" // a second monitor, held open by qmpMonitor
+	agentSocket     = "agent.sock"
 )
 
 // netFD is the descriptor number the first NIC's datagram socket has in the QEMU process:
@@ -96,6 +97,10 @@ func Args(c vm.Config, accel string) ([]string, error) {
 		// first '=' and so misreads a path holding one.
 		"-chardev", "socket,id=qmp,path="+escapeComma(filepath.Join(c.RuntimeDir, qmpSocket))+",server=on,wait=off",
 		"-mon", "chardev=qmp,mode=control",
+		// QMP serves one client per monitor: the stop path dials the first, qmpMonitor
+		// holds this one for the VM's life to hear BLOCK_IO_ERROR (a full host disk).
+		"-chardev", "socket,id=qmpev,path="+escapeComma(filepath.Join(c.RuntimeDir, qmpEventsSocket))+",server=on,wait=off",
+		"-mon", "chardev=qmpev,mode=control",
 		"-device", "virtio-rng-pci",
 	)
 	for i, d := range c.Disks {

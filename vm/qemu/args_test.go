@@ -40,6 +40,7 @@ func TestArgs(t *testing.T) {
 			"socket,id=agent,path=/home/u/.berth/default/run/agent.sock,server=on,wait=off",
 			"virtserialport,chardev=agent,name=io.berth.agent",
 			"-chardev socket,id=qmp,path=/home/u/.berth/default/run/qmp.sock,server=on,wait=off -mon chardev=qmp,mode=control",
+			"-chardev socket,id=qmpev,path=/home/u/.berth/default/run/qmp-events.sock,server=on,wait=off -mon chardev=qmpev,mode=control",
 			"-no-reboot",
 		}},
 		{name: "arm64", cfg: func() vm.Config { return baseConfig("arm64") }, accel: "tcg", want: []string{"-machine virt", "console=ttyAMA0", "-cpu max,pauth-impdef=on"}},
@@ -187,6 +188,7 @@ func TestArgsEscapePaths(t *testing.T) {
 				{"-drive", "id", "disk1", "file", c.Disks[1].Path},
 				{"-chardev", "id", "console", "path", c.ConsoleLog},
 				{"-chardev", "id", "qmp", "path", dir + "/run/qmp.sock"},
+				{"-chardev", "id", "qmpev", "path", dir + "/run/qmp-events.sock"},
 				{"-chardev", "id", "agent", "path", dir + "/run/agent.sock"},
 				{"-chardev", "id", "vfs0", "path", c.Shares[0].VirtiofsSocket},
 				{"-fsdev", "id", "fs1", "path", c.Shares[1].HostPath},
@@ -194,6 +196,7 @@ func TestArgsEscapePaths(t *testing.T) {
 				{"-device", "fsdev", "fs1", "mount_tag", "berth1"},
 				{"-device", "drive", "disk1", "serial", "berth-data"},
 				{"-mon", "chardev", "qmp", "mode", "control"},
+				{"-mon", "chardev", "qmpev", "mode", "control"},
 				{"-object", "id", "mem", "share", "on"},
 			}
 			for _, tt := range tests {
@@ -203,8 +206,10 @@ func TestArgsEscapePaths(t *testing.T) {
 				}
 			}
 			// The options after a path survive it.
-			if o := find("-chardev", "id", "qmp"); o["server"] != "on" || o["wait"] != "off" {
-				t.Errorf("qmp chardev %v", o)
+			for _, id := range []string{"qmp", "qmpev"} {
+				if o := find("-chardev", "id", id); o["server"] != "on" || o["wait"] != "off" {
+					t.Errorf("%s chardev %v", id, o)
+				}
 			}
 			if o := find("-fsdev", "id", "fs1"); o["readonly"] != "on" || o["security_model"] != "none" {
 				t.Errorf("fsdev %v", o)

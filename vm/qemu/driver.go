@@ -27,9 +27,14 @@ type Driver struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	exit chan error
+
+	qmp *qmpMonitor // follows the events monitor (I/O errors) for the VM's life
 }
 
-var _ vm.Driver = (*Driver)(nil)
+var (
+	_ vm.Driver         = (*Driver)(nil)
+	_ vm.IOErrorWatcher = (*Driver)(nil)
+)
 
 // New checks the config and finds QEMU and an accelerator.
 func New(cfg vm.Config, log *slog.Logger) (*Driver, error) {
@@ -48,7 +53,7 @@ func New(cfg vm.Config, log *slog.Logger) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{cfg: cfg, accel: accel, bin: bin, log: log}, nil
+	return &Driver{cfg: cfg, accel: accel, bin: bin, log: log, qmp: newQMPMonitor(cfg.Disks, log)}, nil
 }
 
 func debianPackage(arch string) string {
@@ -80,19 +85,26 @@ func (d *Driver) Start(ctx context.Context) (<-chan error, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range []string{qmpSocket, agentSocket} {
+	for _, s := range []string{qmpSocket, qmpEventsSocket, agentSocket} {
 		os.Remove(filepath.Join(d.cfg.RuntimeDir, s))
 	}
 	cmd := exec.Command(d.bin, args...)
+	if WrapCommand != nil {
+		// The wrapper keeps file descriptors 3.. (the NICs) and Pdeathsig across its execve.
+		if cmd, err = WrapCommand(append([]string{d.bin}, args...)); err != nil {
+			return nil, err
+		}
+	}
 	for _, n := range d.cfg.NICs {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, n.Conn)
 	}
 	var stderr strings.Builder
 	cmd.Stderr = &limitedWriter{w: &stderr, n: 8 << 10}
 	cmd.SysProcAttr = sysProcAttr()
-	d.log.Info("starting qemu", "accel", d.accel, "cmd", d.bin+" "+strings.Join(args, " "))
+	d.log.Info("starting qemu", "accel", d.accel, "guarded", WrapCommand != nil, "cmd", d.bin+" "+strings.Join(args, " "))
 	exit := make(chan error, 1)
 	started := make(chan error, 1)
+	gone := make(chan struct{}) // closed when QEMU has exited
 	go func() {
 		// Pdeathsig fires when the thread that forked QEMU exits, not the process, so that
 		// thread is pinned for the VM's whole life (golang/go#27505).
@@ -104,6 +116,7 @@ func (d *Driver) Start(ctx context.Context) (<-chan error, error) {
 		}
 		started <- nil
 		err := cmd.Wait()
+		close(gone)
 		if err != nil {
 			if msg := strings.TrimSpace(stderr.String()); msg != "" {
 				err = fmt.Errorf("qemu exited: %w: %s", err, msg)
@@ -119,6 +132,7 @@ func (d *Driver) Start(ctx context.Context) (<-chan error, error) {
 	d.mu.Lock()
 	d.cmd, d.exit = cmd, exit
 	d.mu.Unlock()
+	go d.qmp.run(filepath.Join(d.cfg.RuntimeDir, qmpEventsSocket), gone)
 	return exit, nil
 }
 
@@ -158,6 +172,13 @@ func (d *Driver) DialAgent(ctx context.Context) (net.Conn, error) {
 		}
 	}
 }
+
+// IOErrors reports BLOCK_IO_ERROR events: with QEMU's default werror=enospc a full host
+// file system pauses the VM (vm.IOErrorWatcher).
+func (d *Driver) IOErrors() <-chan vm.IOError { return d.qmp.IOErrors() }
+
+// Resume continues a VM paused on an I/O error (QMP cont); the failed requests are retried.
+func (d *Driver) Resume(ctx context.Context) error { return d.qmp.Resume(ctx) }
 
 // limitedWriter keeps the first n bytes: QEMU's error is at the start of its stderr.
 type limitedWriter struct {

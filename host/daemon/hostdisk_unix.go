@@ -1,0 +1,24 @@
+//go:build !windows
+
+package daemon
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// hostFreeSpace returns the bytes the VM's process may still write on the file system
+// holding dir. Root (QEMU runs as hostd's user) may also use the blocks the file system
+// reserves for it, so for root that is all free blocks, for others the available ones.
+func hostFreeSpace(dir string) (uint64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	blocks := uint64(st.Bavail)
+	if os.Geteuid() == 0 {
+		blocks = uint64(st.Bfree)
+	}
+	return blocks * uint64(st.Bsize), nil
+}
