@@ -283,6 +283,12 @@ func (c *Controller) setOffline() {
 	} else {
 		st = api.Status{Name: c.inst.Name, State: api.StateStopped}
 	}
+	switch st.State {
+	case api.StateStarting, api.StateRunning, api.StateDegraded, api.StateStopping:
+		// A daemon came up since follow looked: the next follow connects to it. Showing
+		// its state now, without the daemon, would offer Start on a running instance.
+		return
+	}
 	c.mu.Lock()
 	c.silent = 0
 	c.mu.Unlock()
