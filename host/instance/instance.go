@@ -209,8 +209,12 @@ func (s *Starter) Start(ctx context.Context, progress func(api.Event)) error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("failed to start the berth daemon: %w", err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	// Closed when the spawned daemon exits: any number of waits below can watch it.
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(exited)
+	}()
 	// ours fails when a daemon other than the one just spawned holds the instance: one
 	// started without this lock (by hand, or by an older berth).
 	ours := func() error {
@@ -273,7 +277,7 @@ func (s *Starter) Start(ctx context.Context, progress func(api.Event)) error {
 		cmd.Process.Release()
 		return nil
 	case api.StateError, api.StateStopped:
-		<-exited
+		waitExited(exited, 30*time.Second)
 		if final.Error != "" {
 			return errors.New(final.Error)
 		}
@@ -282,13 +286,13 @@ func (s *Starter) Start(ctx context.Context, progress func(api.Event)) error {
 	if err != nil && !errors.Is(err, io.EOF) {
 		// The daemon may have gone between the status and the events (a stop came): its
 		// recorded state tells.
-		select {
-		case <-exited:
-		case <-time.After(5 * time.Second):
+		if !waitExited(exited, 5*time.Second) {
 			return err
 		}
 	}
-	<-exited
+	if !waitExited(exited, 30*time.Second) {
+		return fmt.Errorf("the berth daemon (pid %d) ended its events but did not exit; see %s", cmd.Process.Pid, inst.Path(store.HostdLog))
+	}
 	rec := inst.ReadState()
 	if rec.Error != "" {
 		return errors.New(rec.Error)
@@ -297,6 +301,18 @@ func (s *Starter) Start(ctx context.Context, progress func(api.Event)) error {
 		return fmt.Errorf("instance %q stopped during start; see %s", inst.Name, inst.Path(store.HostdLog))
 	}
 	return fmt.Errorf("the berth daemon exited during start: %s", lastLines(inst.Path(store.HostdLog), 5))
+}
+
+// waitExited waits, at most d, for the spawned daemon to exit.
+func waitExited(exited <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-exited:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // Stop stops a running instance and waits until its daemon is gone. A start that holds
