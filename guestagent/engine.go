@@ -8,9 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,9 +21,11 @@ import (
 )
 
 const (
-	// defaultLogMax is the size at which engine.log (on tmpfs, in guest RAM) is rotated to
-	// engine.log.1; at most about twice this is kept.
+	// defaultLogMax is the size past which engine.log (on tmpfs, in guest RAM) is cut: its
+	// newest defaultLogMax bytes are copied to engine.log.1 and it is truncated.
 	defaultLogMax = 8 << 20
+	// defaultLogCheck is how often engine.log's size is checked.
+	defaultLogCheck = 2 * time.Second
 	// defaultReadyTimeout bounds how long a (re)started engine may take to answer before it
 	// is reported failed; a cold boot under TCG takes minutes.
 	defaultReadyTimeout = 10 * time.Minute
@@ -32,11 +35,11 @@ const (
 	// defaultReapTimeout is how long a leftover daemon of an earlier serve process gets to
 	// exit after SIGTERM before it is killed.
 	defaultReapTimeout = 10 * time.Second
+	// defaultAdoptTimeout is how long a lone leftover daemon of an earlier serve process
+	// gets to answer before it is reaped instead of adopted.
+	defaultAdoptTimeout = 10 * time.Second
 	// readyPoll is the readiness poll interval.
 	readyPoll = 200 * time.Millisecond
-	// pipeDrain is how long a daemon's output pipe is drained after the daemon exited: a
-	// descendant that inherited it must not keep the copying goroutine (and Wait) alive.
-	pipeDrain = 2 * time.Second
 	// stopGrace bounds the waits of Stop beyond its context: for a killed daemon to be
 	// reaped and for the engine's goroutines to end.
 	stopGrace = 5 * time.Second
@@ -45,7 +48,8 @@ const (
 )
 
 // Engine starts and supervises containerd and dockerd: a process that dies is restarted
-// with backoff, and every state change is published to subscribers.
+// with backoff, and every state change is published to subscribers. The daemons outlive
+// the serve process that started them; the next one adopts them (see Start).
 type Engine struct {
 	Containerd []string // argv
 	Dockerd    []string // argv
@@ -53,14 +57,16 @@ type Engine struct {
 	// ContainerdSocket is containerd's socket, dialed for readiness; empty means the
 	// --address of Containerd, or containerd's default.
 	ContainerdSocket string
-	LogPath          string // both daemons' output, rotated to LogPath.1 at 8 MiB
+	LogPath          string // both daemons' output, cut to LogPath.1 past 8 MiB
 	Log              *slog.Logger
 
 	// Tunables, zero meaning the default; tests shorten them.
 	logMax       int64         // defaultLogMax
+	logCheck     time.Duration // defaultLogCheck
 	readyTimeout time.Duration // defaultReadyTimeout
 	restartDelay time.Duration // defaultRestartDelay
 	reapTimeout  time.Duration // defaultReapTimeout
+	adoptTimeout time.Duration // defaultAdoptTimeout
 	procRoot     string        // "/proc", scanned for leftover daemons
 
 	mu       sync.Mutex
@@ -69,9 +75,9 @@ type Engine struct {
 	subs     map[chan proto.Event]struct{}
 	stopping bool
 	procs    []*supervised
-	logw     *rotatingWriter
-	cancel   context.CancelFunc // ends the readiness monitor
-	wg       sync.WaitGroup     // the monitor and the daemons' run goroutines
+	logf     *os.File           // the daemons' stdout and stderr
+	cancel   context.CancelFunc // ends the readiness monitor and the log cap
+	wg       sync.WaitGroup     // the monitor, the log cap and the daemons' run goroutines
 }
 
 // DefaultEngine is the engine as the guest image ships it.
@@ -152,9 +158,15 @@ func (e *Engine) setState(st proto.EngineState, msg string) {
 	}
 }
 
-// Start launches both daemons and returns; readiness is reported as an event. Daemons of
-// an earlier serve process that are still running (they would make a second dockerd run
-// beside the new one) are stopped first, which takes at most about twice the reap timeout.
+// Start launches both daemons and returns; readiness is reported as an event.
+//
+// Daemons of an earlier serve process may still run (they outlive it on purpose: a cold
+// dockerd start takes tens of seconds under TCG). For each of dockerd and containerd, a
+// lone leftover that answers (dockerd /_ping, containerd's socket) is adopted: it is not
+// started again but supervised through a pidfd, and restarted as a child of this process
+// once it exits. Several leftovers, or one that does not answer within the adopt timeout,
+// are stopped instead and a new daemon is started, so there is never more than one of
+// each. Start takes at most about the adopt timeout plus twice the reap timeout per daemon.
 func (e *Engine) Start() error {
 	e.mu.Lock()
 	if e.procs != nil && !e.stopping {
@@ -162,11 +174,11 @@ func (e *Engine) Start() error {
 		return fmt.Errorf("engine already started")
 	}
 	e.mu.Unlock()
-	e.reapLeftovers()
-	logw, err := openRotatingWriter(e.LogPath, orDefault(e.logMax, defaultLogMax))
+	logf, err := openEngineLog(e.LogPath)
 	if err != nil {
 		return fmt.Errorf("failed to open engine log: %w", err)
 	}
+	adoptedDockerd, adoptedContainerd := e.adoptOrReap()
 	ctx, cancel := context.WithCancel(context.Background())
 	// kick asks the monitor to wait for readiness: a daemon (re)started or exited.
 	kick := make(chan struct{}, 1)
@@ -177,8 +189,15 @@ func (e *Engine) Start() error {
 		}
 	}
 	restart := orDefault(e.restartDelay, defaultRestartDelay)
-	cd := newSupervised("containerd", e.Containerd, logw, e.Log, restart)
-	dd := newSupervised("dockerd", e.Dockerd, logw, e.Log, restart)
+	cd := newSupervised("containerd", e.Containerd, logf, e.Log, restart)
+	dd := newSupervised("dockerd", e.Dockerd, logf, e.Log, restart)
+	dd.pidfile = argValue(e.Dockerd, "--pidfile", "-p")
+	if adoptedContainerd != nil {
+		cd.adopt(adoptedContainerd)
+	}
+	if adoptedDockerd != nil {
+		dd.adopt(adoptedDockerd)
+	}
 	cd.onStart, dd.onStart = poke, poke
 	cd.onExit = func(err error) {
 		e.setState(proto.EngineStarting, fmt.Sprintf("containerd exited: %v; restarting", err))
@@ -192,13 +211,17 @@ func (e *Engine) Start() error {
 	e.mu.Lock()
 	e.stopping = false
 	e.procs = []*supervised{dd, cd} // stop order: dockerd first
-	e.logw = logw
+	e.logf = logf
 	e.cancel = cancel
 	e.mu.Unlock()
 	e.setState(proto.EngineStarting, "")
 	poke() // a daemon that never starts still ends in EngineFailed
-	e.wg.Add(3)
+	e.wg.Add(4)
 	go func() { defer e.wg.Done(); e.monitor(ctx, kick) }()
+	go func() {
+		defer e.wg.Done()
+		capLoop(ctx, e.LogPath, orDefault(e.logMax, defaultLogMax), orDefault(e.logCheck, defaultLogCheck), e.Log)
+	}()
 	go func() { defer e.wg.Done(); cd.run() }()
 	go func() { defer e.wg.Done(); dd.run() }()
 	return nil
@@ -257,6 +280,14 @@ func (e *Engine) waitReady(ctx context.Context, kick <-chan struct{}) {
 
 // probe returns nil when dockerd answers /_ping and containerd accepts a connection.
 func (e *Engine) probe(ctx context.Context, c *http.Client) error {
+	if err := e.pingDockerd(ctx, c); err != nil {
+		return err
+	}
+	return e.dialContainerd(ctx)
+}
+
+// pingDockerd returns nil when dockerd answers /_ping.
+func (e *Engine) pingDockerd(ctx context.Context, c *http.Client) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/_ping", nil)
 	if err != nil {
 		return err
@@ -270,6 +301,11 @@ func (e *Engine) probe(ctx context.Context, c *http.Client) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("dockerd: /_ping: %s", resp.Status)
 	}
+	return nil
+}
+
+// dialContainerd returns nil when containerd's socket accepts a connection.
+func (e *Engine) dialContainerd(ctx context.Context) error {
 	d := net.Dialer{Timeout: 5 * time.Second}
 	conn, err := d.DialContext(ctx, "unix", e.containerdSocket())
 	if err != nil {
@@ -323,7 +359,8 @@ func (e *Engine) containerdSocket() string {
 func (e *Engine) Stop(ctx context.Context) {
 	e.mu.Lock()
 	e.stopping = true
-	procs, cancel, logw := e.procs, e.cancel, e.logw
+	procs, cancel, logf := e.procs, e.cancel, e.logf
+	e.logf = nil
 	e.mu.Unlock()
 	if cancel != nil {
 		cancel()
@@ -338,74 +375,118 @@ func (e *Engine) Stop(ctx context.Context) {
 	case <-time.After(stopGrace):
 		e.Log.Warn("engine goroutines did not end in time")
 	}
-	if logw != nil {
-		logw.Close()
+	if logf != nil {
+		logf.Close()
 	}
 	e.setState(proto.EngineStopped, "")
 }
+
+// instance is one running instance of a daemon: a child of this process, or one of an
+// earlier serve process adopted through a pidfd.
+type instance interface {
+	pid() int
+	signal(syscall.Signal) error
+	// wait returns once the instance has exited; only supervised.run calls it, once.
+	wait() error
+}
+
+// child is an instance started by this process.
+type child struct{ cmd *exec.Cmd }
+
+func (c child) pid() int                        { return c.cmd.Process.Pid }
+func (c child) signal(sig syscall.Signal) error { return c.cmd.Process.Signal(sig) }
+func (c child) wait() error                     { return c.cmd.Wait() }
 
 // supervised is one daemon restarted when it dies.
 type supervised struct {
 	name    string
 	argv    []string
-	out     io.Writer
+	out     *os.File // stdout and stderr; nil is /dev/null
+	pidfile string   // removed after an instance exits when it still names it
 	log     *slog.Logger
 	backoff time.Duration // the first restart delay
 	onExit  func(error)
 	onStart func()
 
 	mu       sync.Mutex
-	cmd      *exec.Cmd
-	done     chan struct{} // closed when cmd has been waited for
+	cur      instance      // the current (or last) instance
+	done     chan struct{} // closed when cur has exited
+	adopted  bool          // cur is adopted and run has not waited for it yet
 	stopping bool
 	quit     chan struct{} // closed by stop: ends a restart backoff
 	exited   chan struct{} // closed when run returns
 }
 
-func newSupervised(name string, argv []string, out io.Writer, log *slog.Logger, backoff time.Duration) *supervised {
+func newSupervised(name string, argv []string, out *os.File, log *slog.Logger, backoff time.Duration) *supervised {
 	return &supervised{name: name, argv: argv, out: out, log: log, backoff: backoff,
 		quit: make(chan struct{}), exited: make(chan struct{})}
 }
 
+// adopt makes inst, a daemon already running, the first instance; run waits for it
+// instead of starting one. It is called before run.
+func (s *supervised) adopt(inst instance) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur, s.done, s.adopted = inst, make(chan struct{}), true
+}
+
+// spawn starts a new instance. The daemon writes straight into the log file: it outlives
+// this process, so it must not write into a pipe to it.
+func (s *supervised) spawn() (instance, error) {
+	cmd := exec.Command(s.argv[0], s.argv[1:]...)
+	if s.out != nil {
+		cmd.Stdout, cmd.Stderr = s.out, s.out
+	}
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
+	cmd.SysProcAttr = daemonProcAttr()
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return child{cmd}, nil
+}
+
 func (s *supervised) run() {
 	defer close(s.exited)
-	// The daemons get PDEATHSIG, which fires when the *thread* that forked them exits: this
-	// goroutine starts and waits for every instance, so it keeps its thread for its life
-	// (golang/go#27505).
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	backoff := s.backoff
 	for {
 		s.mu.Lock()
-		if s.stopping {
+		var (
+			inst    instance
+			done    chan struct{}
+			err     error
+			adopted = s.adopted
+		)
+		if adopted {
+			// Waited for even when stopping: stop signals it and waits for done.
+			inst, done = s.cur, s.done
+			s.adopted = false
+		} else if s.stopping {
 			s.mu.Unlock()
 			return
-		}
-		cmd := exec.Command(s.argv[0], s.argv[1:]...)
-		// Both daemons share one writer: exec copies through one pipe per command, and
-		// WaitDelay ends that copy when a descendant keeps the pipe open after the daemon
-		// exited.
-		cmd.Stdout, cmd.Stderr = s.out, s.out
-		cmd.WaitDelay = pipeDrain
-		cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
-		cmd.SysProcAttr = daemonProcAttr()
-		done := make(chan struct{})
-		err := cmd.Start()
-		if err == nil {
-			s.cmd, s.done = cmd, done
+		} else {
+			done = make(chan struct{})
+			inst, err = s.spawn()
+			if err == nil {
+				s.cur, s.done = inst, done
+			}
 		}
 		s.mu.Unlock()
 		if err != nil {
 			s.log.Error("failed to start", "daemon", s.name, "err", err)
 			close(done)
 		} else {
-			s.log.Info("started", "daemon", s.name, "pid", cmd.Process.Pid)
+			if adopted {
+				s.log.Info("adopted", "daemon", s.name, "pid", inst.pid())
+			} else {
+				s.log.Info("started", "daemon", s.name, "pid", inst.pid())
+			}
 			if s.onStart != nil {
 				s.onStart()
 			}
 			started := time.Now()
-			err = cmd.Wait()
+			err = inst.wait()
 			close(done)
+			s.removePidfile(inst.pid())
 			if time.Since(started) > time.Minute {
 				backoff = s.backoff
 			}
@@ -429,6 +510,22 @@ func (s *supervised) run() {
 	}
 }
 
+// removePidfile removes the daemon's pid file when it still names pid, which has exited.
+// dockerd refuses to start while its pid file names a live process, and an adopted
+// instance is a zombie (counted as live) until PID 1 reaps it.
+func (s *supervised) removePidfile(pid int) {
+	if s.pidfile == "" {
+		return
+	}
+	b, err := os.ReadFile(s.pidfile)
+	if err != nil {
+		return
+	}
+	if p, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && p == pid {
+		os.Remove(s.pidfile)
+	}
+}
+
 // stop ends the daemon: SIGTERM, SIGKILL when ctx ends, and returns once run has
 // returned (each wait beyond ctx bounded by stopGrace).
 func (s *supervised) stop(ctx context.Context) {
@@ -437,19 +534,19 @@ func (s *supervised) stop(ctx context.Context) {
 		s.stopping = true
 		close(s.quit)
 	}
-	cmd, done := s.cmd, s.done
+	inst, done := s.cur, s.done
 	s.mu.Unlock()
-	if cmd != nil {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+	if inst != nil {
+		_ = inst.signal(syscall.SIGTERM)
 		select {
 		case <-done:
 		case <-ctx.Done():
 			s.log.Warn("daemon did not stop in time; killing", "daemon", s.name)
-			_ = cmd.Process.Kill()
+			_ = inst.signal(syscall.SIGKILL)
 			select {
 			case <-done:
 			case <-time.After(stopGrace):
-				s.log.Error("killed daemon was not reaped in time", "daemon", s.name)
+				s.log.Error("killed daemon did not exit in time", "daemon", s.name)
 			}
 		}
 	}

@@ -1,99 +1,93 @@
 package guestagent
 
 import (
-	"fmt"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
 	"os"
-	"sync"
+	"time"
 )
 
-// rotatingWriter is a size-bounded log file: when a write would take it past max it is
-// renamed to path.1 (replacing the older one) and a fresh file started, so at most about
-// 2×max is kept. Writes are serialised, so both daemons can share it. A reader that
-// follows the file by an open descriptor keeps reading the renamed one after a rotation.
-type rotatingWriter struct {
-	path string
-	max  int64
+// The daemons write straight into engine.log (no pipe through the serve process: they
+// outlive it, and a pipe whose reader died would kill them with SIGPIPE). The file is
+// opened with O_APPEND, so after a copy-truncate every writer, including those started
+// by an earlier serve process and their descendants, goes on at the new end.
 
-	mu     sync.Mutex
-	f      *os.File
-	size   int64
-	closed bool
-	failed bool // an error has been reported; later ones are silent
+// openEngineLog opens path for the daemons' stdout and stderr.
+func openEngineLog(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 }
 
-func openRotatingWriter(path string, max int64) (*rotatingWriter, error) {
-	w := &rotatingWriter{path: path, max: max}
-	if err := w.open(os.O_APPEND); err != nil {
-		return nil, err
-	}
-	return w, nil
-}
-
-func (w *rotatingWriter) open(flag int) error {
-	f, err := os.OpenFile(w.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|flag, 0o644)
-	if err != nil {
-		return err
-	}
-	w.f, w.size = f, 0
-	if st, err := f.Stat(); err == nil {
-		w.size = st.Size()
-	}
-	return nil
-}
-
-// Write never fails: an error would end exec's copying goroutine, closing the pipe, and
-// the daemon would die of SIGPIPE on its next log line. What cannot be written is dropped.
-func (w *rotatingWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.closed {
-		return len(p), nil
-	}
-	if w.f != nil && w.size > 0 && w.size+int64(len(p)) > w.max {
-		w.rotate()
-	}
-	if w.f == nil {
-		if err := w.open(0); err != nil {
-			w.report(err)
-			return len(p), nil
+// capLoop bounds the log at path until ctx ends: every interval (and at once) a log past
+// max is cut by capLog.
+func capLoop(ctx context.Context, path string, max int64, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	failed := false
+	for {
+		if _, err := capLog(path, max); err != nil && !failed {
+			failed = true // reported once; the next success re-arms it
+			log.Warn("failed to cap the engine log", "path", path, "err", err)
+		} else if err == nil {
+			failed = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
 	}
-	n, err := w.f.Write(p)
-	w.size += int64(n)
+}
+
+// capLog copies the newest max bytes (from the first whole line) of a log that is
+// larger than max to path.1, replacing it, and truncates path to 0, so at most about
+// 2×max is kept between two checks. What is written between the copy and the truncation
+// is lost. It reports whether it cut the log.
+func capLog(path string, max int64) (bool, error) {
+	st, err := os.Stat(path)
+	if os.IsNotExist(err) {
+		return false, nil
+	}
 	if err != nil {
-		w.report(err)
+		return false, err
 	}
-	return len(p), nil
-}
-
-func (w *rotatingWriter) rotate() {
-	w.f.Close()
-	w.f = nil
-	if err := os.Rename(w.path, w.path+".1"); err != nil {
-		w.report(err)
+	if st.Size() <= max {
+		return false, nil
 	}
-	// O_TRUNC: when the rename failed, the bound still holds.
-	if err := w.open(os.O_TRUNC); err != nil {
-		w.report(err)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return false, err
 	}
-}
-
-func (w *rotatingWriter) report(err error) {
-	if !w.failed {
-		w.failed = true
-		fmt.Fprintf(os.Stderr, "engine log %s: %v; output dropped\n", w.path, err)
+	defer f.Close()
+	off := st.Size() - max
+	head := make([]byte, 4<<10)
+	n, _ := f.ReadAt(head, off)
+	if i := bytes.IndexByte(head[:n], '\n'); i >= 0 {
+		off += int64(i) + 1
 	}
-}
-
-// Close closes the file; later writes are dropped.
-func (w *rotatingWriter) Close() error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.closed = true
-	if w.f == nil {
-		return nil
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		return false, err
 	}
-	err := w.f.Close()
-	w.f = nil
-	return err
+	tmp := path + ".1.tmp"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return false, err
+	}
+	_, cerr := io.Copy(out, io.LimitReader(f, max))
+	// Truncate even when the copy failed: the bound matters more than the old lines.
+	terr := f.Truncate(0)
+	if err := out.Close(); cerr == nil {
+		cerr = err
+	}
+	if cerr == nil {
+		cerr = os.Rename(tmp, path+".1")
+	}
+	if cerr != nil {
+		os.Remove(tmp)
+	}
+	if terr != nil {
+		return false, terr
+	}
+	return true, cerr
 }

@@ -11,35 +11,6 @@ import (
 	"time"
 )
 
-// reapLeftovers stops the daemons of an earlier serve process. Their serve process was
-// killed before they were (PDEATHSIG covers that since, but not an earlier agent, nor a
-// daemon whose forking thread was not the one that died), they were reparented to PID 1
-// and still run: a second dockerd beside them would fight over /var/lib/docker. dockerd
-// goes first (it stops its containers through containerd), then containerd. The shims
-// (containerd-shim-*) are other binaries and are left alone, so containers survive as far
-// as dockerd allows. dockerd's stale pid file is removed: its pid may have been reused.
-func (e *Engine) reapLeftovers() {
-	r := &reaper{
-		procRoot: orDefault(e.procRoot, "/proc"),
-		self:     os.Getpid(),
-		timeout:  orDefault(e.reapTimeout, defaultReapTimeout),
-		kill:     syscall.Kill,
-		log:      e.Log,
-	}
-	pidfile := argValue(e.Dockerd, "--pidfile", "-p")
-	if len(e.Dockerd) > 0 {
-		r.reap("dockerd", exeMatcher(e.Dockerd[0]), pidfile)
-	}
-	if len(e.Containerd) > 0 {
-		r.reap("containerd", exeMatcher(e.Containerd[0]), "")
-	}
-	if pidfile != "" {
-		if err := os.Remove(pidfile); err == nil {
-			e.Log.Info("removed a stale pid file", "path", pidfile)
-		}
-	}
-}
-
 // reaper stops processes found by their executable under procRoot.
 type reaper struct {
 	procRoot string
@@ -53,6 +24,12 @@ type reaper struct {
 // pidfile, if its executable does), waits up to the timeout for them to go, and SIGKILLs
 // the rest.
 func (r *reaper) reap(name string, match func(exe string) bool, pidfile string) {
+	r.stop(name, r.find(match, pidfile), match)
+}
+
+// find returns the processes whose executable matches, and the one in pidfile if its
+// executable does.
+func (r *reaper) find(match func(exe string) bool, pidfile string) []int {
 	pids := findProcs(r.procRoot, match, r.self)
 	if pidfile != "" {
 		if b, err := os.ReadFile(pidfile); err == nil {
@@ -61,6 +38,12 @@ func (r *reaper) reap(name string, match func(exe string) bool, pidfile string) 
 			}
 		}
 	}
+	return pids
+}
+
+// stop sends SIGTERM to pids, waits up to the timeout for them to go, and SIGKILLs the
+// rest.
+func (r *reaper) stop(name string, pids []int, match func(exe string) bool) {
 	if len(pids) == 0 {
 		return
 	}

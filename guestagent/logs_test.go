@@ -60,3 +60,35 @@ func TestCopyFollowAcrossRotation(t *testing.T) {
 		t.Errorf("followed %q", got)
 	}
 }
+
+// TestCopyFollowAcrossTruncate: engine.log cut in place (copy-truncate) is followed from
+// its new start.
+func TestCopyFollowAcrossTruncate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "engine.log")
+	os.WriteFile(path, []byte("one\ntwo\n"), 0o644)
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out syncBuf
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- copyFollow(ctx, &out, &f, path, true, nil) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for out.String() != "one\ntwo\n" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	os.Truncate(path, 0)
+	w, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0o644)
+	w.WriteString("x\n")
+	w.Close()
+	for out.String() != "one\ntwo\nx\n" && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	f.Close()
+	if got := out.String(); got != "one\ntwo\nx\n" {
+		t.Errorf("followed %q", got)
+	}
+}

@@ -322,7 +322,8 @@ func (s *Server) logs(ctx context.Context, st *yamux.Stream, name string, follow
 
 // copyFollow copies *f to w and, when following, keeps copying what is appended. A log
 // that was rotated (the path now names another file) is reopened by path once the old one
-// is drained, so `berth logs engine -f` goes on across a rotation.
+// is drained, and one cut in place is read again from its start, so `berth logs engine -f`
+// goes on across either.
 func copyFollow(ctx context.Context, w io.Writer, f **os.File, path string, follow bool, gone <-chan struct{}) error {
 	for {
 		if _, err := io.Copy(w, *f); err != nil {
@@ -335,6 +336,13 @@ func copyFollow(ctx context.Context, w io.Writer, f **os.File, path string, foll
 			if nf, err := os.Open(path); err == nil {
 				(*f).Close()
 				*f = nf
+				continue
+			}
+		}
+		// Cut in place (copy-truncate): start again from the top.
+		if off, err := (*f).Seek(0, io.SeekCurrent); err == nil {
+			if fi, err := (*f).Stat(); err == nil && fi.Size() < off {
+				(*f).Seek(0, io.SeekStart)
 				continue
 			}
 		}

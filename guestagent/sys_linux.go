@@ -44,10 +44,8 @@ func (s *Server) setTime(unixNano int64) error {
 }
 
 // daemonProcAttr puts a supervised daemon in its own process group, so a signal meant for
-// the agent is not delivered to it too, and kills it when the serve process dies: a
-// restarted serve process starts a new engine, and two dockerds must never run at once.
-// PDEATHSIG fires when the forking *thread* exits, so the caller must start the daemon
-// from a goroutine locked to its thread for the daemon's life (supervised.run).
+// the agent's group is not delivered to it too. The daemons outlive the serve process on
+// purpose (no PDEATHSIG): the next serve process adopts them (Engine.Start).
 func daemonProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return &syscall.SysProcAttr{Setpgid: true}
 }
