@@ -303,6 +303,7 @@ func otherUser(t *testing.T) string {
 		if out, err := exec.Command("useradd", "--system", "--no-create-home", name).CombinedOutput(); err != nil {
 			t.Fatalf("useradd: %v: %s", err, out)
 		}
+		t.Cleanup(func() { exec.Command("userdel", name).Run() })
 	}
 	return name
 }
