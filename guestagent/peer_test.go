@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/berth-dev/berth/guestagent/proto/prototest"
 	"github.com/hashicorp/yamux"
 	"github.com/mdlayher/vsock"
 )
@@ -55,7 +56,7 @@ func TestServeListenerRefusesGuestPeers(t *testing.T) {
 	go srv.ServeListener(ctx, ln, FromHost)
 
 	dial := func(cid uint32) (*yamux.Session, error) {
-		a, b := socketPair(t)
+		a, b := prototest.UnixPair(t)
 		ln.ch <- addrConn{Conn: b, remote: &vsock.Addr{ContextID: cid, Port: 40000}}
 		hctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		defer cancel()
@@ -114,21 +115,4 @@ func TestFromHost(t *testing.T) {
 			t.Errorf("FromHost(%v) = %v, want %v", tc.addr, got, tc.want)
 		}
 	}
-}
-
-// socketPair returns two connected unix stream sockets (buffered, unlike net.Pipe).
-func socketPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("unix", t.TempDir()+"/s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	acc := make(chan net.Conn, 1)
-	go func() { c, _ := ln.Accept(); acc <- c }()
-	c, err := net.Dial("unix", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, <-acc
 }

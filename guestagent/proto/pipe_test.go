@@ -11,25 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/guestagent/proto/prototest"
 	"github.com/hashicorp/yamux"
 )
-
-// unixPair returns two connected unix stream sockets.
-func unixPair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
-	t.Helper()
-	ln, err := net.Listen("unix", t.TempDir()+"/s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	acc := make(chan net.Conn, 1)
-	go func() { c, _ := ln.Accept(); acc <- c }()
-	c, err := net.Dial("unix", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c.(*net.UnixConn), (<-acc).(*net.UnixConn)
-}
 
 func yamuxPair(t *testing.T) (client, server *yamux.Session) {
 	t.Helper()
@@ -46,8 +30,8 @@ func yamuxPair(t *testing.T) (client, server *yamux.Session) {
 // must be told through OnAbort; before, the agent's pipe waited forever on a full window.
 func TestPipeClientGoneMidStream(t *testing.T) {
 	client, server := yamuxPair(t)
-	engineSide, engine := unixPair(t)
-	userSide, user := unixPair(t)
+	engineSide, engine := prototest.UnixPair(t)
+	userSide, user := prototest.UnixPair(t)
 
 	// The "engine": writes until its connection is closed.
 	engineClosed := make(chan struct{})
@@ -113,8 +97,8 @@ func TestPipeClientGoneMidStream(t *testing.T) {
 
 // TestPipeHalfCloseKeepsReply: a clean EOF from one side is a half-close, never a teardown.
 func TestPipeHalfCloseKeepsReply(t *testing.T) {
-	aSide, a := unixPair(t)
-	bSide, b := unixPair(t)
+	aSide, a := prototest.UnixPair(t)
+	bSide, b := prototest.UnixPair(t)
 	done := make(chan error, 1)
 	go func() { done <- Pipe(context.Background(), aSide, bSide) }()
 	go func() {
@@ -135,8 +119,8 @@ func TestPipeHalfCloseKeepsReply(t *testing.T) {
 }
 
 func TestPipeContextEnds(t *testing.T) {
-	aSide, a := unixPair(t)
-	bSide, _ := unixPair(t)
+	aSide, a := prototest.UnixPair(t)
+	bSide, _ := prototest.UnixPair(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Pipe(ctx, aSide, bSide) }()
@@ -182,7 +166,7 @@ func TestReadLines(t *testing.T) {
 // TestHandshakeSkipsStaleBytes: whatever an old session left on the channel is skipped
 // on both sides, and both then agree on where the new session starts.
 func TestHandshakeSkipsStaleBytes(t *testing.T) {
-	h, g := unixPair(t)
+	h, g := prototest.UnixPair(t)
 	agentErr := make(chan error, 1)
 	go func() {
 		// Stale frames of an earlier session, then the handshake, then the new session.

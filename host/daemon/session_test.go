@@ -16,6 +16,7 @@ import (
 
 	"github.com/berth-dev/berth/guestagent"
 	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/berth-dev/berth/guestagent/proto/prototest"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/store"
 	"github.com/hashicorp/yamux"
@@ -40,7 +41,7 @@ func (f *fakeVM) Start(ctx context.Context) (<-chan error, error) { return make(
 func (f *fakeVM) Stop(ctx context.Context, force bool) error      { return nil }
 
 func (f *fakeVM) DialAgent(ctx context.Context) (net.Conn, error) {
-	host, guest := socketPair(f.t)
+	host, guest := unixPair(f.t)
 	f.mu.Lock()
 	f.guests = append(f.guests, guest)
 	f.mu.Unlock()
@@ -54,22 +55,6 @@ func (f *fakeVM) killAgent() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.guests[len(f.guests)-1].Close()
-}
-
-func socketPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("unix", t.TempDir()+"/s")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	acc := make(chan net.Conn, 1)
-	go func() { c, _ := ln.Accept(); acc <- c }()
-	c, err := net.Dial("unix", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, <-acc
 }
 
 func testDaemon() *Daemon {
@@ -189,7 +174,7 @@ func TestDockerForwardHalfClose(t *testing.T) {
 	vm := newFakeVM(t, sock)
 	d := testDaemon()
 	ctx, _ := startSessions(t, d, vm)
-	client, server := socketPair(t)
+	client, server := unixPair(t)
 	go d.forwardDocker(ctx)(server)
 	client.Write([]byte("GET /_ping"))
 	client.(*net.UnixConn).CloseWrite()
@@ -212,7 +197,7 @@ func TestDockerClientGoneMidStream(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	base := agent.sess.NumStreams()
 	for range 5 {
-		client, server := socketPair(t)
+		client, server := unixPair(t)
 		done := make(chan struct{})
 		go func() { d.forwardDocker(ctx)(server); close(done) }()
 		io.ReadFull(client, make([]byte, 32<<10))
@@ -337,7 +322,7 @@ func TestDockerClientHalfClosedThenGone(t *testing.T) {
 	vm := newFakeVM(t, sock)
 	d := testDaemon()
 	ctx, _ := startSessions(t, d, vm)
-	client, server := socketPair(t)
+	client, server := unixPair(t)
 	done := make(chan struct{})
 	go func() { d.forwardDocker(ctx)(server); close(done) }()
 	client.Write([]byte("POST /exec/x/start"))
@@ -359,7 +344,7 @@ func TestDockerClientHalfClosedThenGone(t *testing.T) {
 // TestOpenHungAgentLeavesNothing: opens that time out against an agent that never answers
 // leave no goroutine behind, and the keepalive ends the hung session (and so its streams).
 func TestOpenHungAgentLeavesNothing(t *testing.T) {
-	host, guest := socketPair(t)
+	host, guest := unixPair(t)
 	defer guest.Close()
 	go func() {
 		// The agent side: a session that accepts streams and never answers them.
@@ -406,4 +391,9 @@ func TestOpenHungAgentLeavesNothing(t *testing.T) {
 	}
 	// A closed session's streams are all closed (yamux forceClose); the session goes with
 	// the agentClient, which the supervisor replaces.
+}
+
+func unixPair(t testing.TB) (net.Conn, net.Conn) {
+	a, b := prototest.UnixPair(t)
+	return a, b
 }
