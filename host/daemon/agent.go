@@ -15,12 +15,14 @@ import (
 
 // Agent liveness: the host asks the agent for its info every pingEvery and gives the
 // session up when no answer comes within pingTimeout. An answer needs the agent itself, not
-// only its yamux layer: a serve process killed in the middle of a frame, or one that hangs,
-// ends the session, and with it every stream that would wait on it forever. Generous under
-// TCG; variables for tests.
+// only its yamux layer: a serve process killed in the middle of a frame (the usual restart
+// is noticed at once, by the agent's handshake hello), or one that hangs, ends the session,
+// and with it every stream that would wait on it forever. Giving up also ends every docker
+// stream of the session, so the bound is far above the stalls a busy TCG guest has (15 s
+// was seen during a container start); variables for tests.
 var (
-	pingEvery   = 5 * time.Second
-	pingTimeout = 15 * time.Second
+	pingEvery   = 10 * time.Second
+	pingTimeout = 60 * time.Second
 )
 
 // agentClient opens streams to berth-agent over one yamux session.

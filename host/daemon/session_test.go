@@ -382,7 +382,7 @@ func TestOpenHungAgentLeavesNothing(t *testing.T) {
 	}
 	// The keepalive finds the agent hung and ends the session, which frees every stream.
 	pingEvery, pingTimeout = 50*time.Millisecond, 200*time.Millisecond
-	defer func() { pingEvery, pingTimeout = 5*time.Second, 15*time.Second }()
+	defer func(e, t time.Duration) { pingEvery, pingTimeout = e, t }(pingEvery, pingTimeout)
 	go agent.keepalive(t.Context())
 	select {
 	case <-agent.done():
