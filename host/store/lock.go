@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // OpLockFile is the instance's operation lock: held by `berth start` from its first check
@@ -59,4 +60,30 @@ func (i *Instance) LockOp(op string) (*Lock, error) {
 // or 0 and "" when none does (pid -1: held, not yet recorded).
 func (i *Instance) OpHolder() (int, string) {
 	return holder(i.Path(OpLockFile))
+}
+
+// holder returns the pid (and op) recorded in path when a process holds its lock; 0 when
+// none does; -1 when one does but has not written its pid yet.
+func holder(path string) (int, string) {
+	for try := 0; ; try++ {
+		f, err := openForProbe(path)
+		if err != nil {
+			return 0, ""
+		}
+		if unlocked(f) {
+			f.Close()
+			return 0, "" // nobody holds it
+		}
+		b := make([]byte, 64)
+		n, _ := f.ReadAt(b, 0)
+		f.Close()
+		if pid, op := parseHolder(b[:n]); pid > 0 {
+			return pid, op
+		}
+		// A holder that has just taken the lock on a new (empty) file writes its pid next.
+		if try == pidRetries {
+			return -1, ""
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -70,29 +70,14 @@ func (l *Lock) Release() {
 	l.f.Close()
 }
 
-// holder returns the pid (and op) recorded in path when a process holds its lock; 0 when
-// none does; -1 when one does but has not written its pid yet.
-func holder(path string) (int, string) {
-	for try := 0; ; try++ {
-		f, err := os.Open(path)
-		if err != nil {
-			return 0, ""
-		}
-		if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err == nil {
-			unix.Flock(int(f.Fd()), unix.LOCK_UN)
-			f.Close()
-			return 0, "" // nobody holds it
-		}
-		b := make([]byte, 64)
-		n, _ := f.ReadAt(b, 0)
-		f.Close()
-		if pid, op := parseHolder(b[:n]); pid > 0 {
-			return pid, op
-		}
-		// A holder that has just taken the lock on a new (empty) file writes its pid next.
-		if try == pidRetries {
-			return -1, ""
-		}
-		time.Sleep(5 * time.Millisecond)
+// openForProbe opens a lock file for a look at its holder.
+func openForProbe(path string) (*os.File, error) { return os.Open(path) }
+
+// unlocked reports whether nobody holds f's lock (a shared lock can be had at once).
+func unlocked(f *os.File) bool {
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		return false
 	}
+	unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	return true
 }

@@ -58,28 +58,16 @@ func (l *Lock) Release() {
 	os.Remove(l.f.Name())
 }
 
-func holder(path string) (int, string) {
-	for try := 0; ; try++ {
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
-		if err != nil {
-			return 0, ""
-		}
-		ol := new(windows.Overlapped)
-		ol.Offset = lockOffset
-		if err := windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, ol); err == nil {
-			windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, ol)
-			f.Close()
-			return 0, ""
-		}
-		b := make([]byte, 64)
-		n, _ := f.ReadAt(b, 0)
-		f.Close()
-		if pid, op := parseHolder(b[:n]); pid > 0 {
-			return pid, op
-		}
-		if try == pidRetries {
-			return -1, ""
-		}
-		time.Sleep(5 * time.Millisecond)
+// openForProbe opens a lock file for a look at its holder (LockFileEx needs write access).
+func openForProbe(path string) (*os.File, error) { return os.OpenFile(path, os.O_RDWR, 0) }
+
+// unlocked reports whether nobody holds f's lock.
+func unlocked(f *os.File) bool {
+	ol := new(windows.Overlapped)
+	ol.Offset = lockOffset
+	if err := windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, ol); err != nil {
+		return false
 	}
+	windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, ol)
+	return true
 }
