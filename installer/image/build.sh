@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the berth guest image from Debian bookworm packages.
+# Build the berth guest image from Debian trixie (13) packages.
 #
 #   installer/image/build.sh --arch amd64|arm64 --agent PATH/TO/static/berth-agent --out DIR
 #                            [--cache DIR] [--refresh]
@@ -13,9 +13,12 @@
 #   .*.stamp .kver what each artifact was built from (+ its sha256); an artifact is rebuilt
 #                  only when that changes, so a second run with nothing changed takes <1 s
 #
-# --cache DIR (default _output/cache) holds, per arch, a private apt state (lists, empty dpkg
-# status), the downloaded debs and the used part of the unpacked kernel; it can be deleted any
-# time. --refresh forces apt-get update (done anyway when the lists are over a day old).
+# --cache DIR (default _output/cache) holds, per suite and arch, a private apt state (its own
+# sources list, lists, empty dpkg status), the downloaded debs and the used part of the
+# unpacked kernel; it can be deleted any time. --refresh forces apt-get update (done anyway
+# when the lists are over a day old). The machine's own apt sources are never read: the
+# suite's archive is named here (BERTH_DEBIAN_MIRROR and BERTH_DEBIAN_SECURITY_MIRROR override
+# the URLs, e.g. for a snapshot.debian.org date), signed by Debian's archive keyring.
 # testdata/boot-smoke.sh boots the result under QEMU and runs a container in it.
 #
 # Nothing runs inside the image at build time: packages are unpacked with dpkg-deb and the
@@ -25,7 +28,10 @@ set -Eeuo pipefail
 # Say where an unexpected failure happened (set -e alone exits silently).
 trap 'echo "build.sh: line $LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
 
-SUITE=bookworm
+SUITE=trixie
+DEBIAN_MIRROR=${BERTH_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+DEBIAN_SECURITY_MIRROR=${BERTH_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SCRIPT_PATH=$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
@@ -34,9 +40,10 @@ REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 # usr-is-merged is named so that apt picks it over usrmerge (which drags in perl) for
 # init-system-helpers' "usrmerge | usr-is-merged"; the image is built merged-/usr anyway.
 # xz-utils and pigz are docker.io Recommends that dockerd uses when present (xz layers,
-# parallel gunzip); both are tiny.
+# parallel gunzip); both are tiny. docker-cli (a docker.io Recommends since trixie split it
+# out) is the guest's own docker CLI: `berth shell docker ...`, the arm64 test, the benches.
 ROOT_PACKAGES=(
-	docker.io containerd runc tini iptables
+	docker.io docker-cli containerd runc tini iptables
 	e2fsprogs kmod busybox-static bash coreutils util-linux mount procps iproute2
 	ca-certificates libc-bin base-files base-passwd usr-is-merged
 	xz-utils pigz
@@ -71,7 +78,8 @@ root_module_globs() {
 readonly ROOT_MODULE_EXCLUDE='/test_[^/]*\.ko$|/vsock_loopback\.ko$'
 
 # Big binaries in the packages that berth never runs: libnetwork's dnet and ovrouter test
-# tools, and containerd's v1 shims (dockerd 20.10 uses io.containerd.runc.v2).
+# tools (bookworm's docker.io had them), and containerd's v1 shims (dockerd uses
+# io.containerd.runc.v2).
 PRUNE_FILES=(
 	usr/bin/dnet usr/sbin/ovrouter
 	usr/bin/containerd-shim usr/bin/containerd-shim-runc-v1
@@ -88,7 +96,7 @@ INITRD_MODULES=(
 	virtio_blk virtio_console failover net_failover virtio_net virtio_rng virtio_balloon
 	crc16 crc32c_generic libcrc32c mbcache jbd2 ext4 overlay
 	vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport
-	netfs fscache 9pnet 9pnet_virtio 9p fuse virtiofs
+	netfs 9pnet 9pnet_virtio 9p fuse virtiofs
 	af_packet
 )
 
@@ -136,8 +144,8 @@ esac
 ((EUID == 0)) || die "must run as root (image files need root ownership, /dev/console needs mknod)"
 
 for tool in apt-get apt-cache dpkg-deb tar xargs flock mkfs.ext4 e2fsck debugfs depmod cpio gzip \
-	sha256sum mknod od; do
-	command -v "$tool" >/dev/null || die "missing tool $tool (apt-get install e2fsprogs kmod cpio)"
+	sha256sum mknod od xz; do
+	command -v "$tool" >/dev/null || die "missing tool $tool (apt-get install e2fsprogs kmod cpio xz-utils)"
 done
 
 CACHE=${CACHE:-$REPO_ROOT/_output/cache}
@@ -147,7 +155,7 @@ OUT=$(cd "$OUT" && pwd)
 AGENT=$(cd "$(dirname "$AGENT")" && pwd)/$(basename "$AGENT")
 JOBS=$(nproc 2>/dev/null || echo 2)
 
-APTDIR=$CACHE/apt-$ARCH # private apt state for this arch: lists, status, pkgcache, debs
+APTDIR=$CACHE/apt-$SUITE-$ARCH # private apt state for this suite and arch: sources, lists, status, debs
 DEBS=$APTDIR/debs
 mkdir -p "$APTDIR/lists/partial" "$APTDIR/cache/archives/partial" "$DEBS"
 touch "$APTDIR/status" # empty dpkg status: apt resolves as if installing into an empty root
@@ -156,19 +164,33 @@ touch "$APTDIR/status" # empty dpkg status: apt resolves as if installing into a
 exec 9>"$APTDIR/.lock"
 flock 9
 
-# Scratch space lives next to the cache (same filesystem, lots of room); a killed run's
-# leftovers are removed here, under the lock.
-rm -rf "$CACHE"/work-"$ARCH".*
-WORK=$(mktemp -d "$CACHE/work-$ARCH.XXXXXX")
+# Scratch space lives in the cache (same filesystem, lots of room), inside $APTDIR so that
+# the lock covers it: a killed run's leftovers are removed here, and a build of another
+# suite or arch (another APTDIR, another lock) never touches it.
+rm -rf "$APTDIR"/work.*
+WORK=$(mktemp -d "$APTDIR/work.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
+
+[[ -r $DEBIAN_KEYRING ]] || die "missing $DEBIAN_KEYRING (apt-get install debian-archive-keyring)"
+# The suite's own sources list; the machine's sources (another suite, other vendors) are not used.
+mkdir -p "$APTDIR/sources.list.d"
+printf 'deb [signed-by=%s] %s %s main\n' \
+	"$DEBIAN_KEYRING" "$DEBIAN_MIRROR" "$SUITE" \
+	"$DEBIAN_KEYRING" "$DEBIAN_MIRROR" "$SUITE-updates" \
+	"$DEBIAN_KEYRING" "$DEBIAN_SECURITY_MIRROR" "$SUITE-security" >"$APTDIR/sources.list.tmp"
+# Other sources than the lists were fetched from: fetch them again.
+cmp -s "$APTDIR/sources.list.tmp" "$APTDIR/sources.list" || REFRESH=1
+mv -f "$APTDIR/sources.list.tmp" "$APTDIR/sources.list"
 
 sha256() { sha256sum "$1" | cut -d' ' -f1; }
 
 # ---------------------------------------------------------------------------- 1. packages
 
-# apt with all state under $APTDIR and the host's sources, proxies and keyrings as they are.
-# The host's dpkg database, lists and archive cache are never read or written.
+# apt with all state and the sources list under $APTDIR; the host's proxy settings apply.
+# The host's sources, dpkg database, lists and archive cache are never read or written.
 APT_OPTS=(
+	-o "Dir::Etc::SourceList=$APTDIR/sources.list"
+	-o "Dir::Etc::SourceParts=$APTDIR/sources.list.d"
 	-o "Dir::State=$APTDIR"
 	-o "Dir::State::Lists=$APTDIR/lists"
 	-o "Dir::State::status=$APTDIR/status"
@@ -255,7 +277,7 @@ if [[ -s $RESOLVED.root && -s $RESOLVED.kernel ]]; then
 else
 	resolve "${ROOT_PACKAGES[@]}" >"$WORK/root.pkgs"
 	# The metapackage linux-image-<arch> points at the current ABI package
-	# (linux-image-6.1.0-N-<arch>); only that one deb is used, not its initramfs-tools closure.
+	# (linux-image-6.12.N+deb13-<arch>); only that one deb is used, not its initramfs-tools closure.
 	resolve "linux-image-$ARCH" | awk '$1 ~ /^linux-image-[0-9]/' | head -n1 >"$WORK/kernel.pkgs"
 	[[ -s $WORK/kernel.pkgs ]] || die "cannot resolve the kernel package behind linux-image-$ARCH"
 	rm -f "$APTDIR"/resolved-*
@@ -311,27 +333,35 @@ if ((NEED_KERNEL + NEED_ROOT + NEED_INITRD)) && [[ ! -e $K/.complete ]]; then
 	kfull=$WORK/kernel-full
 	mkdir -p "$kfull"
 	# Only the kernel and its modules; the deb also carries System.map, config and (arm64) dtbs.
-	dpkg-deb --fsys-tarfile "$KDEB" | tar -C "$kfull" -xf - --wildcards './boot/vmlinuz-*' './lib/modules/*'
-	KVER=$(basename "$(echo "$kfull"/lib/modules/*)")
+	# Trixie's kernel ships its modules under /usr/lib/modules (merged /usr).
+	dpkg-deb --fsys-tarfile "$KDEB" | tar -C "$kfull" -xf - --wildcards './boot/vmlinuz-*' './usr/lib/modules/*'
+	ln -s usr/lib "$kfull/lib" # where the build machine's depmod looks
+	KVER=$(basename "$(echo "$kfull"/usr/lib/modules/*)")
 	[[ -f $kfull/boot/vmlinuz-$KVER ]] || die "kernel deb has no /boot/vmlinuz-$KVER"
-	# Debian's 6.1 kernels ship plain .ko files, which the agent loads with finit_module as
-	# they are. Fail loudly if a future kernel starts compressing them.
-	if [[ -n $(find "$kfull/lib/modules/$KVER" -name '*.ko.*' -print -quit) ]]; then
-		die "kernel $KVER ships compressed modules; teach build.sh to decompress them"
+	# Debian's 6.12 kernels ship xz-compressed modules (.ko.xz). The agent loads modules with a
+	# plain finit_module, so the kept ones are decompressed here; any other compression fails.
+	if [[ -n $(find "$kfull/usr/lib/modules/$KVER" -name '*.ko.*' ! -name '*.ko.xz' -print -quit) ]]; then
+		die "kernel $KVER ships modules compressed other than with xz; teach build.sh to decompress them"
 	fi
 	# The deb carries no modules.dep (its postinst runs depmod).
 	depmod -b "$kfull" "$KVER"
 	(
-		cd "$kfull/lib/modules/$KVER"
-		# Expand the globs to .ko files, then keep a module only if every module it needs
+		cd "$kfull/usr/lib/modules/$KVER"
+		# From here on every name is the uncompressed .ko one (what the image ships).
+		sed -i 's/\.ko\.xz\>/.ko/g' modules.dep modules.order
+		# Expand the globs to module files, then keep a module only if every module it needs
 		# (modules.dep lists the whole transitive set) is kept too.
 		root_module_globs "$KARCH" | while read -r g; do
-			for p in $g; do if [[ -e $p ]]; then find "$p" -name '*.ko'; fi; done
-		done | grep -Ev "$ROOT_MODULE_EXCLUDE" | LC_ALL=C sort -u >"$WORK/root.mods.wanted"
+			for p in $g $g.xz; do if [[ -e $p ]]; then find "$p" \( -name '*.ko' -o -name '*.ko.xz' \); fi; done
+		done | sed 's/\.xz$//' | grep -Ev "$ROOT_MODULE_EXCLUDE" | LC_ALL=C sort -u >"$WORK/root.mods.wanted"
 		awk -F': *' 'NR == FNR { want[$1] = 1; next }
 			($1 in want) { ok = 1; n = split($2, d, " "); for (i = 1; i <= n; i++) if (!(d[i] in want)) ok = 0
 				if (ok) print $1; else print $1 > "/dev/stderr" }' \
 			"$WORK/root.mods.wanted" modules.dep >root.mods 2>"$WORK/root.mods.dropped"
+		# Decompress the kept modules in parallel (xz keeps nothing but the .ko).
+		while read -r m; do [[ -e $m ]] || echo "$m.xz"; done <root.mods |
+			xargs -r -d '\n' -n 32 -P "$JOBS" xz -d
+		while read -r m; do [[ -f $m ]] || die "module $m missing after decompression"; done <root.mods
 	)
 	if [[ -s $WORK/root.mods.dropped ]]; then
 		log "left out (dependencies not kept): $(sed 's|.*/||; s|\.ko$||' "$WORK/root.mods.dropped" | tr '\n' ' ')"
@@ -339,7 +369,7 @@ if ((NEED_KERNEL + NEED_ROOT + NEED_INITRD)) && [[ ! -e $K/.complete ]]; then
 	rm -rf "$APTDIR"/kernel-*
 	mkdir -p "$K.tmp/boot" "$K.tmp/lib/modules/$KVER"
 	mv "$kfull/boot/vmlinuz-$KVER" "$K.tmp/boot/"
-	(cd "$kfull/lib/modules/$KVER" &&
+	(cd "$kfull/usr/lib/modules/$KVER" &&
 		tar -cf - -T root.mods root.mods modules.dep modules.order modules.builtin modules.builtin.modinfo) |
 		tar -C "$K.tmp/lib/modules/$KVER" -xf -
 	touch "$K.tmp/.complete"
@@ -461,7 +491,7 @@ fixup_rootfs() {
 if ((NEED_ROOT)); then
 	R=$WORK/rootfs
 	log "unpacking $(wc -l <"$WORK/root.pkgs") packages into the root filesystem"
-	# Merged /usr as debootstrap makes it (bookworm packages still ship /bin, /lib, ...):
+	# Merged /usr as debootstrap makes it (a few packages may still ship /bin, /lib, ...):
 	# the links exist before unpacking and tar --keep-directory-symlink follows them.
 	mkdir -p "$R/usr/bin" "$R/usr/sbin" "$R/usr/lib"
 	ln -s usr/bin "$R/bin"
@@ -515,6 +545,8 @@ if ((NEED_ROOT)); then
 	}
 	debugfs -R 'stat /usr/sbin/dockerd' "$OUT/.root.img.tmp" 2>/dev/null | grep -q 'Type: regular' ||
 		die "root.img has no /usr/sbin/dockerd"
+	# The point release (/etc/debian_version, "13.2") for the manifest.
+	cp "$R/etc/debian_version" "$OUT/.debian_version"
 	publish "$OUT/.root.img.tmp" root.img "$ROOT_KEY"
 	log "root.img: $(du -h --apparent-size "$OUT/root.img" | cut -f1) ($(du -h "$OUT/root.img" | cut -f1) on disk)"
 fi
@@ -584,6 +616,18 @@ if ! fresh manifest.json "$MANIFEST_KEY"; then
 		printf '  "arch": "%s",\n' "$ARCH"
 		printf '  "kernelVersion": "%s",\n' "$KVER"
 		printf '  "debianSuite": "%s",\n' "$SUITE"
+		printf '  "debianRelease": "%s",\n' "$(cat "$OUT/.debian_version" 2>/dev/null)"
+		# The versions that matter at a glance (docs/image.md): the guest kernel (uname -r) and
+		# the engine stack's Debian package versions; "packages" below has all of them.
+		printf '  "versions": {\n'
+		printf '    "kernel": "%s",\n' "$KVER"
+		printf '    "linux-image": "%s"' "$KVERSION"
+		for p in docker.io docker-cli containerd runc tini iptables; do
+			v=$(awk -v p="$p" '$1 == p { print $2 }' "$WORK/root.pkgs")
+			[[ -n $v ]] || die "$p is not in the root packages"
+			printf ',\n    "%s": "%s"' "$p" "$v"
+		done
+		printf '\n  },\n'
 		printf '  "packages": {\n'
 		cat "$WORK/root.pkgs" "$WORK/kernel.pkgs" | LC_ALL=C sort |
 			awk '{ printf "%s    \"%s\": \"%s\"", (NR > 1 ? ",\n" : ""), $1, $2 } END { print "" }'

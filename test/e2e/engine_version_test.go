@@ -1,0 +1,131 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/berth-dev/berth/host/api"
+)
+
+// minEngineAPI is the oldest engine API berth's guest may ship (Debian trixie's docker.io
+// 26.1: API 1.45); current docker clients refuse engines much older than that.
+const minEngineAPI = "1.45"
+
+// TestEngineVersion checks the guest engine through the berth context and that berth
+// reports the versions the engine and the guest report themselves: `berth status --json`
+// carries what `docker version` and `uname -r` in the guest print, `berth status` and
+// `berth version` show them, and the image's manifest.json records the same packages.
+func TestEngineVersion(t *testing.T) {
+	e := newEnv(t)
+	e.mustBerth("start", "--cpus", "2", "--memory", "2")
+	st := e.status("default")
+	if st.State != api.StateRunning || st.Guest == nil {
+		t.Fatalf("state = %s, want Running with a guest (%s)", st.State, st.Error)
+	}
+	g := st.Guest
+
+	apiVersion := strings.TrimSpace(e.mustDocker("version", "--format", "{{.Server.APIVersion}}"))
+	if !versionAtLeast(apiVersion, minEngineAPI) {
+		t.Errorf("engine API %q through the berth context, want at least %s", apiVersion, minEngineAPI)
+	}
+
+	var server struct {
+		Version       string
+		APIVersion    string
+		KernelVersion string
+		Components    []struct{ Name, Version string }
+	}
+	if err := json.Unmarshal([]byte(e.mustDocker("version", "--format", "{{json .Server}}")), &server); err != nil {
+		t.Fatalf("docker version --format '{{json .Server}}': %v", err)
+	}
+	component := map[string]string{}
+	for _, c := range server.Components {
+		component[c.Name] = c.Version
+	}
+	uname := strings.TrimSpace(e.mustBerth("shell", "--", "uname", "-r"))
+	for _, c := range []struct{ what, status, want string }{
+		{"engine", g.EngineVersion, server.Version},
+		{"engine API", g.EngineAPIVersion, server.APIVersion},
+		{"containerd", g.ContainerdVersion, component["containerd"]},
+		{"runc", g.RuncVersion, component["runc"]},
+		{"docker-init", g.InitVersion, component["docker-init"]},
+		{"kernel (uname -r in the guest)", g.Kernel, uname},
+		{"kernel (docker version)", g.Kernel, server.KernelVersion},
+	} {
+		if c.want == "" || c.status != c.want {
+			t.Errorf("%s: status --json says %q, the guest says %q", c.what, c.status, c.want)
+		}
+	}
+	if !strings.Contains(g.OS, "Debian") {
+		t.Errorf("guest OS %q, want the image's Debian release", g.OS)
+	}
+
+	// The image's manifest records the packages the running versions come from.
+	var manifest struct {
+		KernelVersion string            `json:"kernelVersion"`
+		Versions      map[string]string `json:"versions"`
+	}
+	b, err := os.ReadFile(filepath.Join(os.Getenv("BERTH_IMAGES"), st.Arch, "manifest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &manifest); err != nil {
+		t.Fatalf("manifest.json: %v", err)
+	}
+	if manifest.KernelVersion != uname || manifest.Versions["kernel"] != uname {
+		t.Errorf("manifest kernel %q / %q, the guest runs %q", manifest.KernelVersion, manifest.Versions["kernel"], uname)
+	}
+	// Debian's package version is the upstream one plus the Debian revision.
+	for pkg, running := range map[string]string{"docker.io": server.Version, "containerd": component["containerd"], "runc": component["runc"]} {
+		if m := manifest.Versions[pkg]; m == "" || !strings.HasPrefix(m, running+"-") {
+			t.Errorf("manifest says %s %q, the guest runs %q", pkg, m, running)
+		}
+	}
+
+	// Both human outputs show the versions.
+	text := e.mustBerth("status")
+	ver := e.mustBerth("version")
+	for _, v := range []string{server.Version, server.APIVersion, component["containerd"], component["runc"], uname} {
+		if !strings.Contains(text, v) {
+			t.Errorf("berth status does not show %q", v)
+		}
+		if !strings.Contains(ver, v) {
+			t.Errorf("berth version does not show %q", v)
+		}
+	}
+
+	// The guest's own docker CLI (the image ships it) talks to the same engine.
+	if out := strings.TrimSpace(e.mustBerth("shell", "--", "docker", "version", "--format", "{{.Server.Version}}")); out != server.Version {
+		t.Errorf("guest docker CLI sees engine %q, want %q", out, server.Version)
+	}
+	e.mustBerth("stop")
+	// Stopped: berth version prints its own line only.
+	if ver := e.mustBerth("version"); strings.Contains(ver, "Engine") {
+		t.Errorf("berth version shows an engine with the instance stopped:\n%s", ver)
+	}
+}
+
+// versionAtLeast compares dotted numeric versions ("1.45" >= "1.41").
+func versionAtLeast(v, min string) bool {
+	a, b := strings.Split(v, "."), strings.Split(min, ".")
+	for i := range b {
+		if i >= len(a) {
+			return false
+		}
+		x, err1 := strconv.Atoi(a[i])
+		y, err2 := strconv.Atoi(b[i])
+		if err1 != nil || err2 != nil {
+			return false
+		}
+		if x != y {
+			return x > y
+		}
+	}
+	return true
+}
