@@ -4,6 +4,7 @@
 #   installer/deb/build.sh --version VERSION --arch amd64|arm64 --bin PATH/berth --out DIR
 #                          [--tray PATH/berth-tray] [--image-dir ROOT] [--image-arches "amd64 arm64"]
 #                          [--completions-from PATH/berth] [--compression zstd|xz|gzip|none]
+#                          [--toolchain DIR]
 #
 # Writes DIR/berth_<debversion>_<arch>.deb holding:
 #   /usr/bin/berth, /usr/bin/berth-tray (with --tray)
@@ -12,6 +13,13 @@
 #       ROOT/<arch>; berth uses it when ~/.berth/_images has none (host/image.SystemDirs)
 #   /usr/share/bash-completion/completions/berth, /usr/share/zsh/vendor-completions/_berth,
 #   /usr/share/fish/vendor_completions.d/berth.fish
+#   /usr/lib/berth/cli-plugins/docker-compose, /usr/lib/berth/cli-plugins/docker-buildx,
+#   /usr/lib/berth/docker  the docker toolchain (with --toolchain: the directory `make build`
+#                          or `make cross` wrote them to, for this arch). Not in the docker
+#                          CLI's system plugin directories, so the package conflicts with no
+#                          docker-compose/docker-buildx/docker.io package: `berth install`
+#                          links them into ~/.docker/cli-plugins, and docker into ~/.local/bin
+#                          when no docker is on the PATH (docs/install.md)
 #   /usr/lib/systemd/user/berth.service   start-at-login, off until a user runs
 #                                         `systemctl --user enable berth`
 #   /usr/share/doc/berth/README.md
@@ -31,10 +39,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 usage() {
-	sed -n '3,6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+	sed -n '3,7p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
 	exit 2
 }
-version= arch= bin= tray= image_dir= image_arches= completions_from= out= compression=zstd
+version= arch= bin= tray= image_dir= image_arches= completions_from= out= compression=zstd toolchain=
 while [ $# -gt 0 ]; do
 	case $1 in
 	--version) version=${2:?}; shift 2 ;;
@@ -45,6 +53,7 @@ while [ $# -gt 0 ]; do
 	--image-arches) image_arches=${2:?}; shift 2 ;;
 	--completions-from) completions_from=${2:?}; shift 2 ;;
 	--compression) compression=${2:?}; shift 2 ;;
+	--toolchain) toolchain=${2:?}; shift 2 ;;
 	--out) out=${2:?}; shift 2 ;;
 	*) usage ;;
 	esac
@@ -74,6 +83,15 @@ root=$stage/root
 install -d -m 0755 "$root/DEBIAN" "$root/usr/bin"
 install -m 0755 "$bin" "$root/usr/bin/berth"
 [ -z "$tray" ] || install -m 0755 "$tray" "$root/usr/bin/berth-tray"
+
+# The docker toolchain (tools/build.sh), found by berth at ../lib/berth from /usr/bin.
+if [ -n "$toolchain" ]; then
+	install -d -m 0755 "$root/usr/lib/berth/cli-plugins"
+	for f in cli-plugins/docker-compose cli-plugins/docker-buildx docker; do
+		[ -f "$toolchain/$f" ] || { echo "deb/build.sh: $toolchain/$f is missing (make toolchain, or make cross-toolchain for another arch)" >&2; exit 1; }
+		install -m 0755 "$toolchain/$f" "$root/usr/lib/berth/$f"
+	done
+fi
 
 # Guest images.
 qemu_deps=()
@@ -152,7 +170,7 @@ UNIT
 install -d -m 0755 "$root/usr/share/doc/berth"
 install -m 0644 "$repo/README.md" "$root/usr/share/doc/berth/README.md"
 find "$root" -type f -not -path "$root/DEBIAN/*" -exec chmod go-w {} +
-find "$root" -type f -not -path "$root/DEBIAN/*" -not -path "$root/usr/bin/*" -exec chmod 0644 {} +
+find "$root" -type f -not -path "$root/DEBIAN/*" -not -path "$root/usr/bin/*" -not -path "$root/usr/lib/berth/*" -exec chmod 0644 {} +
 
 installed_size=$(du -sk --apparent-size --exclude=DEBIAN "$root" | cut -f1)
 cat >"$root/DEBIAN/control" <<CONTROL
@@ -171,8 +189,10 @@ Description: Docker engine in a lightweight Linux VM
  forwards its socket to ~/.berth/<instance>/docker.sock, with a docker CLI
  context named "berth". Published container ports appear on localhost.
  .
- This package ships the berth CLI, the guest image, shell completions and a
- systemd user unit (systemctl --user enable berth) to start it at login.
+ This package ships the berth CLI, the guest image, shell completions, a
+ systemd user unit (systemctl --user enable berth) to start it at login, and
+ the docker compose and buildx CLI plugins and the docker CLI in
+ /usr/lib/berth (berth install links them into ~/.docker/cli-plugins).
 CONTROL
 (cd "$root" && find . -type f -not -path './DEBIAN/*' -printf '%P\0' | sort -z | xargs -0 md5sum >DEBIAN/md5sums)
 chmod 0644 "$root/DEBIAN/control" "$root/DEBIAN/md5sums"

@@ -65,8 +65,14 @@ func debContents(t *testing.T, deb string) map[string]string {
 func TestDebPackage(t *testing.T) {
 	bin, images := setup(t)
 	out := t.TempDir()
+	// The docker toolchain as `make build` lays it out beside berth.
+	tc := t.TempDir()
+	os.MkdirAll(filepath.Join(tc, "cli-plugins"), 0o755)
+	for _, f := range []string{"cli-plugins/docker-compose", "cli-plugins/docker-buildx", "docker"} {
+		os.WriteFile(filepath.Join(tc, f), []byte("#!/bin/sh\n"), 0o755)
+	}
 	if o, err := build(t, "--version", "v1.2.3-4-gabcdef", "--arch", "amd64", "--bin", bin, "--tray", bin,
-		"--image-dir", images, "--out", out, "--compression", "none"); err != nil {
+		"--image-dir", images, "--toolchain", tc, "--out", out, "--compression", "none"); err != nil {
 		t.Fatalf("%v\n%s", err, o)
 	}
 	deb := filepath.Join(out, "berth_1.2.3+4+gabcdef_amd64.deb")
@@ -83,6 +89,17 @@ func TestDebPackage(t *testing.T) {
 		"/usr/share/fish/vendor_completions.d/berth.fish": "-rw-r--r-- root/root",
 		"/usr/lib/systemd/user/berth.service":             "-rw-r--r-- root/root",
 		"/usr/share/doc/berth/README.md":                  "-rw-r--r-- root/root",
+		"/usr/lib/berth/cli-plugins/docker-compose":       "-rwxr-xr-x root/root",
+		"/usr/lib/berth/cli-plugins/docker-buildx":        "-rwxr-xr-x root/root",
+		"/usr/lib/berth/docker":                           "-rwxr-xr-x root/root",
+	}
+	// berth, run from /usr/bin, finds the toolchain where the package puts it.
+	found := false
+	for _, rel := range install.ToolchainDirs {
+		found = found || filepath.Join("/usr/bin", rel) == "/usr/lib/berth"
+	}
+	if !found {
+		t.Errorf("install.ToolchainDirs %v does not lead from /usr/bin to /usr/lib/berth", install.ToolchainDirs)
 	}
 	var gotFiles []string
 	for p, m := range files {

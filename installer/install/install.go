@@ -15,8 +15,8 @@ import (
 
 	"github.com/berth-dev/berth/host/dockerctx"
 	"github.com/berth-dev/berth/host/image"
+	"github.com/berth-dev/berth/host/localsock"
 	"github.com/berth-dev/berth/host/store"
-	"github.com/berth-dev/berth/vm/wsl"
 )
 
 // DefaultDockerSock is the path tools that ignore docker contexts and DOCKER_HOST dial.
@@ -44,6 +44,10 @@ type Options struct {
 	// ImageSHA256 is the sha256 of the ImageURL bundle; empty means the one built into
 	// this berth (image.BundleSHA256). Without either a download is refused.
 	ImageSHA256 string
+	// Toolchain is the directory holding the docker toolchain berth ships
+	// (cli-plugins/docker-compose, cli-plugins/docker-buildx, docker); empty: the one beside
+	// Exe (ToolchainDirs). PluginDir is where the plugins go (default PluginDir()).
+	Toolchain, PluginDir string
 	// HTTPClient downloads the bundle (nil: image.Fetch's default client).
 	HTTPClient *http.Client
 	// Completions are the shell completion scripts by shell name (bash, zsh, fish).
@@ -153,7 +157,7 @@ func Install(ctx context.Context, o Options) (Result, error) {
 			return in.res, err
 		}
 	}
-	steps := []func() error{in.binaries, in.guestImage, in.completions, in.dockerContext}
+	steps := []func() error{in.binaries, in.dockerToolchain, in.guestImage, in.completions, in.dockerContext}
 	if o.StartAtLogin {
 		steps = append(steps, in.startAtLogin)
 	}
@@ -401,7 +405,7 @@ func (in *installer) guestImage() error {
 			fmt.Fprintf(in.o.Out, "  %-10s %s (guest image shipped with this berth)\n", "using", in.tilde(sys))
 			return nil
 		}
-		in.warn("no guest image for %s found: build one (make image) and pass --image-dir, or pass --image-url; `berth start` also downloads one when %s is set", arch, image.EnvURL)
+		in.warn("no guest image for %s found: run `berth install --image-url URL` (see docs/install.md), or --image-dir DIR for one you built; `berth start` also downloads one when %s is set", arch, image.EnvURL)
 	}
 	return nil
 }
@@ -503,16 +507,9 @@ func (in *installer) dockerContext() error {
 }
 
 // DockerHost is the docker endpoint of the default instance: unix://<root>/default/docker.sock,
-// or on Windows the per-user named pipe the daemon serves (see host/daemon).
+// or on Windows the per-user named pipe the daemon serves (host/localsock names both).
 func DockerHost(goos, root string) (string, error) {
-	if goos == "windows" {
-		p, err := wsl.PipePath("berth-" + store.DefaultName) // as host/daemon/driver_windows.go names it
-		if err != nil {
-			return "", err
-		}
-		return wsl.DockerHost(p), nil
-	}
-	return "unix://" + filepath.Join(root, store.DefaultName, store.DockerSock), nil
+	return localsock.DockerEndpoint(goos, store.DefaultName, filepath.Join(root, store.DefaultName, store.DockerSock))
 }
 
 // checkSockLink refuses a --docker-sock-link that would replace something not ours.

@@ -6,9 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
-
-	"github.com/berth-dev/berth/host/store"
 )
 
 // ManifestFile is the install record in the berth root: ~/.berth/install.json.
@@ -46,15 +43,6 @@ type Item struct {
 }
 
 func (i Item) key() string { return i.Kind + "\x00" + i.Path + "\x00" + i.Name }
-
-// ManifestPath is <berth root>/install.json.
-func ManifestPath() (string, error) {
-	root, err := store.Root()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(root, ManifestFile), nil
-}
 
 // LoadManifest reads the manifest; a missing one is (nil, nil).
 func LoadManifest(path string) (*Manifest, error) {

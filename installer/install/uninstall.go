@@ -15,7 +15,6 @@ import (
 	"github.com/berth-dev/berth/host/dockerctx"
 	"github.com/berth-dev/berth/host/instance"
 	"github.com/berth-dev/berth/host/store"
-	"github.com/berth-dev/berth/vm"
 )
 
 // UninstallOptions for Uninstall.
@@ -216,7 +215,7 @@ func planRoot(root string) (*rootPlan, error) {
 		name, path := e.Name(), filepath.Join(root, e.Name())
 		switch {
 		case rootFiles[name] || isTemp(name, rootFiles):
-		case e.IsDir() && vm.ValidName(name) == nil && isInstanceDir(path):
+		case e.IsDir() && store.ValidName(name) == nil && isInstanceDir(path):
 			p.instances = append(p.instances, name)
 			p.foreign = append(p.foreign, foreignIn(path)...)
 		default:

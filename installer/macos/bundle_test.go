@@ -39,7 +39,9 @@ func goBinary(t *testing.T) string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	// The go command that runs the tests puts its own directory first on PATH; without it,
+	// the standard location.
+	p := "/usr/local/go/bin/go"
 	if _, err := os.Stat(p); err != nil {
 		t.Skip("no go binary to generate the icon with")
 	}
@@ -96,10 +98,16 @@ func TestAppBundle(t *testing.T) {
 	for _, f := range []string{"vmlinuz", "initrd.img", "root.img", "manifest.json"} {
 		os.WriteFile(filepath.Join(images, "arm64", f), []byte(f), 0o600)
 	}
+	// The docker toolchain as make cross lays it out beside a darwin berth.
+	tc := filepath.Join(src, "cross")
+	os.MkdirAll(filepath.Join(tc, "cli-plugins"), 0o755)
+	for _, f := range []string{"cli-plugins/docker-compose", "cli-plugins/docker-buildx", "docker"} {
+		os.WriteFile(filepath.Join(tc, f), []byte(f), 0o700)
+	}
 	out := t.TempDir()
 	path, logf := fakeTools(t)
 	o, err := runBundle(t, path, []string{"BERTH_INSTALLER_IDENTITY=Developer ID Installer: Example (ABCDE12345)"},
-		"--version", "v1.4.2-3-gabcdef", "--cli", cli, "--tray", tray, "--image-dir", images, "--out", out, "--sign", "--dmg", "--pkg")
+		"--version", "v1.4.2-3-gabcdef", "--cli", cli, "--tray", tray, "--image-dir", images, "--toolchain", tc, "--out", out, "--sign", "--dmg", "--pkg")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, o)
 	}
@@ -107,15 +115,18 @@ func TestAppBundle(t *testing.T) {
 
 	// Layout.
 	want := map[string]fs.FileMode{
-		"Contents/Info.plist":                          0o644,
-		"Contents/PkgInfo":                             0o644,
-		"Contents/MacOS/berth-tray":                    0o755,
-		"Contents/Resources/berth":                     0o755,
-		"Contents/Resources/berth.icns":                0o644,
-		"Contents/Resources/image/arm64/vmlinuz":       0o644,
-		"Contents/Resources/image/arm64/initrd.img":    0o644,
-		"Contents/Resources/image/arm64/root.img":      0o644,
-		"Contents/Resources/image/arm64/manifest.json": 0o644,
+		"Contents/Info.plist":                           0o644,
+		"Contents/PkgInfo":                              0o644,
+		"Contents/MacOS/berth-tray":                     0o755,
+		"Contents/Resources/berth":                      0o755,
+		"Contents/Resources/berth.icns":                 0o644,
+		"Contents/Resources/image/arm64/vmlinuz":        0o644,
+		"Contents/Resources/image/arm64/initrd.img":     0o644,
+		"Contents/Resources/image/arm64/root.img":       0o644,
+		"Contents/Resources/image/arm64/manifest.json":  0o644,
+		"Contents/Resources/cli-plugins/docker-compose": 0o755,
+		"Contents/Resources/cli-plugins/docker-buildx":  0o755,
+		"Contents/Resources/docker":                     0o755,
 	}
 	if got := appFiles(t, app); !reflect.DeepEqual(got, want) {
 		t.Errorf("Berth.app files\n got %v\nwant %v", got, want)
@@ -193,6 +204,9 @@ func TestAppBundle(t *testing.T) {
 	}
 	ent, _ := filepath.Abs("berth.entitlements")
 	wantCalls := []string{
+		"codesign --force --sign - " + filepath.Join(app, "Contents/Resources/cli-plugins/docker-compose"),
+		"codesign --force --sign - " + filepath.Join(app, "Contents/Resources/cli-plugins/docker-buildx"),
+		"codesign --force --sign - " + filepath.Join(app, "Contents/Resources/docker"),
 		"codesign --force --entitlements " + ent + " --sign - " + filepath.Join(app, "Contents/Resources/berth"),
 		"codesign --force --entitlements " + ent + " --sign - " + app,
 		"hdiutil create -volname Berth -srcfolder <stage> -ov -format UDZO " + filepath.Join(out, "Berth-v1.4.2-3-gabcdef.dmg"),

@@ -41,11 +41,12 @@ while read -r src dest _; do
 		echo "windows/build.sh: $cross/$src is missing: run make cross" >&2
 		exit 1
 	fi
+	mkdir -p "$stage/$(dirname "$dest")"
 	cp "$cross/$src" "$stage/$dest"
 done <"$here/files.txt"
 
 if [ "$sign" = 1 ]; then
-	for f in "$stage"/*.exe; do
+	find "$stage" -name '*.exe' -type f | sort | while read -r f; do
 		"$here/sign.sh" "$f"
 	done
 fi

@@ -19,7 +19,7 @@ import (
 	"testing"
 )
 
-// fileList reads files.txt: source (under _output/cross) → installed name.
+// fileList reads files.txt: source (under _output/cross) → path in the install directory.
 func fileList(t *testing.T) map[string]string {
 	f, err := os.Open("files.txt")
 	if err != nil {
@@ -60,10 +60,21 @@ func crossWindowsOutputs(t *testing.T) []string {
 		if v.binary == "berth" && !strings.Contains(mk, "-o $(OUT)/cross/$$os-$$arch/berth$$ext ./cmd/berth") {
 			t.Fatal("the cross recipe no longer writes $(OUT)/cross/<os>-<arch>/berth$ext: update this test and files.txt")
 		}
+		// cross-toolchain runs tools/build.sh for each CROSS_BERTH platform into the same
+		// directory: cli-plugins/docker-compose, cli-plugins/docker-buildx and docker.
+		toolchain := v.binary == "berth" && strings.Contains(mk, "tools/build.sh --goos $$os --goarch $$arch --out $(OUT)/cross/$$os-$$arch")
+		if v.binary == "berth" && !toolchain {
+			t.Fatal("the cross-toolchain recipe no longer writes the docker toolchain to $(OUT)/cross/<os>-<arch>: update this test and files.txt")
+		}
 		for _, p := range strings.Fields(m[1]) {
 			osName, arch, _ := strings.Cut(p, "/")
 			if osName == "windows" {
 				outs = append(outs, osName+"-"+arch+"/"+v.binary+".exe")
+				if toolchain {
+					for _, f := range []string{"cli-plugins/docker-compose", "cli-plugins/docker-buildx", "docker"} {
+						outs = append(outs, osName+"-"+arch+"/"+f+".exe")
+					}
+				}
 			}
 		}
 	}
@@ -82,26 +93,44 @@ func TestFileListMatchesCross(t *testing.T) {
 		t.Fatalf("files.txt takes %v from _output/cross; make cross writes %v for Windows", srcs, want)
 	}
 
-	// berth.wxs installs exactly those names, from the staged sources.
+	// berth.wxs installs exactly those paths under INSTALLDIR, from the staged sources.
 	b, err := os.ReadFile("berth.wxs")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var wxs struct {
-		Files []struct {
-			Name   string `xml:"Name,attr"`
-			Source string `xml:"Source,attr"`
-		} `xml:"Product>Directory>Directory>Directory>Directory>Directory>Component>File"`
+		Dirs []wxsDir `xml:"Product>Directory"`
 	}
 	if err := xml.Unmarshal(b, &wxs); err != nil {
 		t.Fatal(err)
 	}
 	var names, wantNames []string
-	for _, f := range wxs.Files {
-		names = append(names, f.Name)
-		if f.Source != "$(var.SourceDir)/"+f.Name {
-			t.Errorf("File %s has Source %q, want $(var.SourceDir)/%s", f.Name, f.Source, f.Name)
+	var walk func(d wxsDir, path string, in bool)
+	walk = func(d wxsDir, path string, in bool) {
+		if in {
+			path += d.Name + "/"
 		}
+		if d.ID == "INSTALLDIR" {
+			in, path = true, ""
+		}
+		for _, c := range d.Components {
+			for _, f := range c.Files {
+				if !in {
+					t.Errorf("File %s is outside INSTALLDIR", f.Name)
+					continue
+				}
+				names = append(names, path+f.Name)
+				if f.Source != "$(var.SourceDir)/"+path+f.Name {
+					t.Errorf("File %s has Source %q, want $(var.SourceDir)/%s", f.Name, f.Source, path+f.Name)
+				}
+			}
+		}
+		for _, sub := range d.Dirs {
+			walk(sub, path, in)
+		}
+	}
+	for _, d := range wxs.Dirs {
+		walk(d, "", false)
 	}
 	for _, n := range files {
 		wantNames = append(wantNames, n)
@@ -111,6 +140,18 @@ func TestFileListMatchesCross(t *testing.T) {
 	if !reflect.DeepEqual(names, wantNames) {
 		t.Fatalf("berth.wxs installs %v, files.txt lists %v", names, wantNames)
 	}
+}
+
+type wxsDir struct {
+	ID         string   `xml:"Id,attr"`
+	Name       string   `xml:"Name,attr"`
+	Dirs       []wxsDir `xml:"Directory"`
+	Components []struct {
+		Files []struct {
+			Name   string `xml:"Name,attr"`
+			Source string `xml:"Source,attr"`
+		} `xml:"File"`
+	} `xml:"Component"`
 }
 
 var (

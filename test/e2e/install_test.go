@@ -258,7 +258,7 @@ func TestInstallDeb(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(home, ".berth", "_images")); err == nil {
 		t.Errorf("the image was copied into ~/.berth/_images instead of used from the package")
 	}
-	mustRunIn(t, home, "/usr/bin/berth", "delete", "--data")
+	mustRunIn(t, home, "/usr/bin/berth", "delete", "--data", "--force")
 
 	if b, err := exec.Command("dpkg", "-r", "berth").CombinedOutput(); err != nil {
 		t.Fatalf("dpkg -r: %v\n%s", err, b)
