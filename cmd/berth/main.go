@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/berth-dev/berth/fileshare/guard"
@@ -27,8 +28,12 @@ func main() {
 	defer stop()
 	root := newRootCommand()
 	if err := root.ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "berth:", err)
-		os.Exit(1)
+		code, msg := exitCode(err)
+		if msg != "" {
+			fmt.Fprintln(os.Stderr, "berth:", msg)
+		}
+		stop()
+		os.Exit(code)
 	}
 }
 
@@ -38,8 +43,11 @@ func newRootCommand() *cobra.Command {
 		Short:         "Run the Docker engine in a lightweight Linux VM",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version,
 	}
+	root.SetVersionTemplate(fmt.Sprintf("berth {{.Version}} %s/%s\n", runtime.GOOS, runtime.GOARCH))
 	root.PersistentFlags().StringP("profile", "p", "", "instance name (default \"default\")")
+	root.RegisterFlagCompletionFunc("profile", completeProfile)
 	root.AddCommand(
 		newStartCommand(),
 		newStopCommand(),
@@ -50,12 +58,16 @@ func newRootCommand() *cobra.Command {
 		newLogsCommand(),
 		newPortsCommand(),
 		newMountsCommand(),
+		newConfigCommand(),
 		newShellCommand(),
+		newDoctorCommand(),
+		newPauseCommand(), newResumeCommand(),
 		newVersionCommand(),
 		newHostdCommand(),
 		newInstallCommand(),
 		newUninstallCommand(),
 		newCompletionCommand(),
+		newClusterCommand(), newNetdCommand(),
 	)
 	return root
 }

@@ -10,9 +10,10 @@ import (
 
 func newMountsCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "mounts [INSTANCE]",
-		Short: "List the host directories shared with the VM",
-		Args:  cobra.MaximumNArgs(1),
+		Use:               "mounts [INSTANCE]",
+		Short:             "List the host directories shared with the VM",
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeInstances,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			inst, err := runningInstance(cmd, args)
 			if err != nil {
@@ -23,7 +24,7 @@ func newMountsCommand() *cobra.Command {
 				return err
 			}
 			if j, _ := cmd.Flags().GetBool("json"); j {
-				return printJSON(mounts)
+				return printJSON(cmd.OutOrStdout(), mounts)
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			fmt.Fprintln(w, "PATH\tTYPE\tMODE\tNOTIFY\tSTATE")

@@ -12,9 +12,10 @@ import (
 
 func newPortsCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "ports [INSTANCE]",
-		Short: "List the ports forwarded from the VM to this machine",
-		Args:  cobra.MaximumNArgs(1),
+		Use:               "ports [INSTANCE]",
+		Short:             "List the ports forwarded from the VM to this machine",
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeInstances,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			inst, err := runningInstance(cmd, args)
 			if err != nil {
@@ -25,7 +26,7 @@ func newPortsCommand() *cobra.Command {
 				return err
 			}
 			if j, _ := cmd.Flags().GetBool("json"); j {
-				return printJSON(ports)
+				return printJSON(cmd.OutOrStdout(), ports)
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 0, 2, ' ', 0)
 			fmt.Fprintln(w, "PROTO\tHOST\tGUEST\tCONTAINER\tSTATE")

@@ -2,8 +2,13 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/berth-dev/berth/guestagent/proto"
@@ -14,9 +19,14 @@ import (
 )
 
 func newShellCommand() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "shell [INSTANCE] [-- COMMAND [ARG...]]",
 		Short: "Open a shell in the VM, or run a command there",
+		Long: `Open a login shell in the VM, or run COMMAND there, with a real pty when stdin is a
+terminal; berth exits with the command's status. It starts in the current directory when
+that is inside a shared directory (which sits at the same path in the VM), else in /root;
+--workdir chooses.`,
+		ValidArgsFunction: completeInstances,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var instArgs, command []string
 			if dash := cmd.ArgsLenAtDash(); dash >= 0 {
@@ -31,25 +41,67 @@ func newShellCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			code, err := runExec(cmd, instance.Client(inst), command)
+			client := instance.Client(inst)
+			dir, _ := cmd.Flags().GetString("workdir")
+			if dir != "" && !path.IsAbs(filepath.ToSlash(dir)) {
+				if runtime.GOOS == "windows" {
+					return fmt.Errorf("--workdir %s: want an absolute path in the VM", dir)
+				}
+				abs, err := filepath.Abs(dir)
+				if err != nil {
+					return err
+				}
+				dir = abs
+			}
+			if dir == "" && runtime.GOOS != "windows" {
+				if mounts, err := client.Mounts(cmd.Context()); err == nil {
+					dir = sharedCwd(mounts)
+				}
+			}
+			code, err := runExec(cmd, client, command, dir)
 			if err != nil {
 				return err
 			}
-			os.Exit(code)
+			if code != 0 {
+				return &exitError{code: code}
+			}
 			return nil
 		},
 	}
+	cmd.Flags().StringP("workdir", "w", "", "directory in the VM to start in (default: the current directory when it is shared, else /root)")
+	cmd.RegisterFlagCompletionFunc("workdir", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return nil, cobra.ShellCompDirectiveFilterDirs
+	})
+	return cmd
+}
+
+// sharedCwd returns the current directory when it lies in a mounted share (shares sit at
+// the same path in the VM), else "".
+func sharedCwd(mounts []api.Mount) string {
+	cwd, err := os.Getwd()
+	if err != nil {
+		return ""
+	}
+	for _, m := range mounts {
+		if m.State != "mounted" {
+			continue
+		}
+		if rel, err := filepath.Rel(m.Path, cwd); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return cwd
+		}
+	}
+	return ""
 }
 
 // runExec runs command (a login shell when empty) in the guest with this terminal
 // attached; the guest side gets a pty when stdin is a terminal. It returns the exit code.
-func runExec(cmd *cobra.Command, client *api.Client, command []string) (int, error) {
+func runExec(cmd *cobra.Command, client *api.Client, command []string, dir string) (int, error) {
 	stdinFd := int(os.Stdin.Fd())
 	tty := term.IsTerminal(stdinFd)
 	if len(command) == 0 {
 		command = []string{"/bin/bash", "-l"}
 	}
-	req := proto.ExecRequest{Argv: command, TTY: tty}
+	req := api.ExecRequest{Argv: command, TTY: tty, Dir: dir}
 	if tty {
 		if cols, rows, err := term.GetSize(stdinFd); err == nil {
 			req.Rows, req.Cols = uint16(rows), uint16(cols)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"time"
 
@@ -17,7 +18,10 @@ func newStopCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "stop [INSTANCE]",
 		Short: "Stop an instance: containers are stopped, the VM powers off",
-		Args:  cobra.MaximumNArgs(1),
+		Long: `Stop an instance: the engine stops the containers, the guest syncs and powers off.
+Stopping an instance that is not running does nothing. The docker context stays in place.`,
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeInstances,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			inst, err := openInstance(cmd, args)
 			if err != nil {
@@ -31,16 +35,33 @@ func newStopCommand() *cobra.Command {
 			if timeout <= 0 {
 				return fmt.Errorf("--timeout %s: want a positive duration", timeout)
 			}
+			if stopped(inst) {
+				fmt.Fprintf(cmd.OutOrStdout(), "Instance %q is not running: nothing to stop\n", inst.Name)
+				return nil
+			}
 			if err := stopWithin(cmd.Context(), inst, force, timeout); err != nil {
+				if errors.Is(err, instance.ErrNotRunning) && stopped(inst) {
+					fmt.Fprintf(cmd.OutOrStdout(), "Instance %q is not running: nothing to stop\n", inst.Name)
+					return nil
+				}
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Stopped %q\n", inst.Name)
 			return nil
 		},
 	}
-	cmd.Flags().Bool("force", false, "power the VM off at once, without stopping containers")
+	cmd.Flags().BoolP("force", "f", false, "power the VM off at once, without stopping containers")
 	cmd.Flags().Duration("timeout", api.DefaultStopTimeout, fmt.Sprintf("how long to wait for the instance to stop (default %s with --force)", api.DefaultForceStopTimeout))
 	return cmd
+}
+
+// stopped reports whether inst has no daemon and no start in progress.
+func stopped(inst *store.Instance) bool {
+	if inst.DaemonPID() != 0 {
+		return false
+	}
+	pid, op := inst.OpHolder()
+	return !(pid > 0 && op == "start")
 }
 
 // stopWithin stops inst and waits at most timeout. When the instance is still up after it,
@@ -91,12 +112,32 @@ func stopWithin(ctx context.Context, inst *store.Instance, force bool, timeout t
 func newRestartCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "restart [INSTANCE]",
-		Short: "Stop and start an instance",
-		Args:  cobra.MaximumNArgs(1),
+		Short: "Stop and start an instance, applying changed settings",
+		Long: `Stop the instance (if it runs) and start it again. Settings changed with berth config set
+or berth config edit take effect now; flags change them as berth start's do, and are
+checked before anything is stopped.`,
+		Args:              cobra.MaximumNArgs(1),
+		ValidArgsFunction: completeInstances,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			inst, err := openInstance(cmd, args)
 			if err != nil {
 				return err
+			}
+			// Check the flags against the config first: a bad flag must not leave the
+			// instance stopped.
+			assign, err := flagAssignments(cmd)
+			if err != nil {
+				return err
+			}
+			doc, err := os.ReadFile(inst.Path(store.ConfigFile))
+			if err != nil {
+				return err
+			}
+			if _, err := store.ParseConfig(doc); err != nil {
+				return fmt.Errorf("invalid config %s: %w; fix it with `berth config edit %s`", inst.Path(store.ConfigFile), err, inst.Name)
+			}
+			if _, _, err := store.Set(doc, assign); err != nil {
+				return fmt.Errorf("invalid settings: %w", err)
 			}
 			if inst.DaemonPID() != 0 {
 				if err := stopWithin(cmd.Context(), inst, false, api.DefaultStopTimeout); err != nil {

@@ -144,3 +144,82 @@ func unsetCurrent(path, ctx string) error {
 	}
 	return os.WriteFile(path, out, st.Mode().Perm())
 }
+
+// Current returns the docker CLI's current context from config.json ("" when unset, which
+// the CLI reads as "default").
+func Current() (string, error) {
+	dir, err := ConfigDir()
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var cfg struct {
+		CurrentContext string `json:"currentContext"`
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		return "", fmt.Errorf("%s is not valid JSON: %w", filepath.Join(dir, "config.json"), err)
+	}
+	return cfg.CurrentContext, nil
+}
+
+// Use makes name the docker CLI's current context, as `docker context use` does: it sets
+// currentContext in config.json, keeping every other key, and creates the file (0600, in a
+// 0700 directory) when there is none. The context must exist. A config.json that is not
+// valid JSON is left alone and reported.
+func Use(name string) error {
+	dir, err := ConfigDir()
+	if err != nil {
+		return err
+	}
+	if h, err := Host(name); err != nil {
+		return err
+	} else if h == "" {
+		return fmt.Errorf("docker context %q does not exist", name)
+	}
+	path := filepath.Join(dir, "config.json")
+	cfg := map[string]json.RawMessage{}
+	mode := os.FileMode(0o600)
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &cfg); err != nil {
+			return fmt.Errorf("%s is not valid JSON (%v): fix it, then run `docker context use %s`", path, err, name)
+		}
+		if cfg == nil {
+			cfg = map[string]json.RawMessage{}
+		}
+		if st, err := os.Stat(path); err == nil {
+			mode = st.Mode().Perm()
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+	default:
+		return err
+	}
+	var cur string
+	if json.Unmarshal(cfg["currentContext"], &cur) == nil && cur == name {
+		return nil
+	}
+	cfg["currentContext"], _ = json.Marshal(name)
+	out, err := json.MarshalIndent(cfg, "", "\t")
+	if err != nil {
+		return err
+	}
+	tmp := path + ".berth.tmp"
+	if err := os.WriteFile(tmp, append(out, '\n'), mode); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/term"
 )
 
 // FetchOptions say which bundle to download and where to put it.
@@ -244,7 +246,10 @@ func download(ctx context.Context, c *http.Client, u, part, name string, w io.Wr
 	if err != nil {
 		return false, err
 	}
-	p := &progress{w: w, name: name, done: offset, total: total}
+	p := &progress{w: w, name: name, done: offset, total: total, tty: isTerminal(w)}
+	if !p.tty {
+		p.last = time.Now() // the first line comes after 10 s, or at the end
+	}
 	_, cerr := io.Copy(io.MultiWriter(f, p), resp.Body)
 	p.flush(cerr == nil)
 	if err := f.Close(); cerr == nil {
@@ -279,27 +284,42 @@ func parseContentRange(s string) (start, size int64, ok bool) {
 	}
 	size = -1
 	if sz != "*" {
-		if size, err = strconv.ParseInt(sz, 10, 64); err != nil {
+		if size, err = strconv.ParseInt(sz, 10, 64); err != nil || size < 0 {
 			return 0, 0, false
 		}
+	}
+	if start < 0 {
+		return 0, 0, false
 	}
 	return start, size, true
 }
 
-// progress prints "name: 12.0 MiB / 300.0 MiB (4%)" at most every 200 ms, on one
-// carriage-returned line, and a final line with a newline.
+// progress prints "name: 12.0 MiB / 300.0 MiB (4%)". On a terminal it redraws one
+// carriage-returned line at most every 200 ms; into a pipe or a file it writes whole
+// lines, one every 10 s at most, so logs get no carriage returns.
 type progress struct {
 	w           io.Writer
 	name        string
 	done, total int64
 	last        time.Time
 	printed     bool
+	tty         bool
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 func (p *progress) Write(b []byte) (int, error) {
 	p.done += int64(len(b))
-	if time.Since(p.last) >= 200*time.Millisecond {
+	switch {
+	case p.tty && time.Since(p.last) >= 200*time.Millisecond:
 		p.print("\r")
+	case !p.tty && time.Since(p.last) >= 10*time.Second:
+		p.print("")
+		fmt.Fprintln(p.w)
 	}
 	return len(b), nil
 }
@@ -315,7 +335,11 @@ func (p *progress) print(prefix string) {
 }
 
 func (p *progress) flush(ok bool) {
-	p.print("\r")
+	if p.tty {
+		p.print("\r")
+	} else {
+		p.print("")
+	}
 	fmt.Fprintln(p.w)
 }
 

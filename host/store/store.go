@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,8 +10,6 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
-
-	"github.com/berth-dev/berth/vm"
 )
 
 // Files in an instance directory.
@@ -140,7 +139,7 @@ func Create(name string, cfg Config) (*Instance, error) {
 }
 
 func instance(name string) (*Instance, error) {
-	if err := vm.ValidName(name); err != nil {
+	if err := ValidName(name); err != nil {
 		return nil, err
 	}
 	root, err := Root()
@@ -167,12 +166,73 @@ func (i *Instance) Config() (Config, error) {
 	return c, nil
 }
 
-// SaveConfig validates and writes berth.yaml atomically.
+// SaveConfig validates and writes berth.yaml atomically. Only the values that change are
+// rewritten: comments and the layout of the rest stay (see Merge).
 func (i *Instance) SaveConfig(c Config) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	return WriteFileAtomic(i.Path(ConfigFile), c.Marshal(), privFileMode)
+	old, err := os.ReadFile(i.Path(ConfigFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return WriteFileAtomic(i.Path(ConfigFile), Merge(old, c), privFileMode)
+}
+
+// SetConfig applies `berth config set` assignments to berth.yaml (see Set) and writes it
+// atomically when they are valid; otherwise the file is left as it was. It returns the
+// config before and after.
+func (i *Instance) SetConfig(assignments []string) (before, after Config, err error) {
+	p := i.Path(ConfigFile)
+	doc, err := os.ReadFile(p)
+	if err != nil {
+		return before, after, err
+	}
+	before, _ = ParseConfig(doc)
+	after, text, err := Set(doc, assignments)
+	if err != nil {
+		return before, after, err
+	}
+	if bytes.Equal(text, doc) {
+		return before, after, nil
+	}
+	return before, after, WriteFileAtomic(p, text, privFileMode)
+}
+
+// Existing returns an instance whose directory exists, with or without a config: one
+// left half-deleted, or whose data disk was kept by `berth delete`. Open is for
+// instances that can start.
+func Existing(name string) (*Instance, error) {
+	inst, err := instance(name)
+	if err != nil {
+		return nil, err
+	}
+	st, err := os.Stat(inst.Dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("instance %q: %w", name, ErrNotFound)
+		}
+		return nil, err
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("instance %q: %s is not a directory", name, inst.Dir)
+	}
+	return inst, nil
+}
+
+// DataOnly reports whether only the data disk of the instance is left (what `berth
+// delete` without --data keeps).
+func (i *Instance) DataOnly() bool {
+	entries, err := os.ReadDir(i.Dir)
+	if err != nil || len(entries) == 0 {
+		return false
+	}
+	for _, e := range entries {
+		if e.Name() != DataDisk {
+			return false
+		}
+	}
+	return true
 }
 
 // State is state.json: what the last daemon recorded.
@@ -218,7 +278,7 @@ func List() ([]string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if e.IsDir() && vm.ValidName(e.Name()) == nil {
+		if e.IsDir() && ValidName(e.Name()) == nil {
 			names = append(names, e.Name())
 		}
 	}
