@@ -1,0 +1,422 @@
+package dockerproxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"strings"
+	"testing"
+)
+
+// fakeConn is a client connection in memory: in is what the client sent, out what it got.
+type fakeConn struct {
+	in  *bytes.Reader
+	out bytes.Buffer
+}
+
+func (f *fakeConn) Read(p []byte) (int, error)  { return f.in.Read(p) }
+func (f *fakeConn) Write(p []byte) (int, error) { return f.out.Write(p) }
+func (f *fakeConn) Close() error                { return nil }
+func (f *fakeConn) CloseWrite() error           { return nil }
+
+// run passes in through the check and returns what reached the engine and what the
+// client was answered.
+func run(t testing.TB, p *Policy, in string) (engine, client string) {
+	t.Helper()
+	fc := &fakeConn{in: bytes.NewReader([]byte(in))}
+	c := Wrap(fc, p, nil)
+	var got bytes.Buffer
+	// A small buffer walks every state boundary.
+	buf := make([]byte, 7)
+	for {
+		n, err := c.Read(buf)
+		got.Write(buf[:n])
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+	}
+	return got.String(), fc.out.String()
+}
+
+func testPolicy() *Policy {
+	p := NewPolicy("dev", []string{"/Users", "/private", "/home/u"})
+	p.resolve = func(s string) (string, error) {
+		switch {
+		case s == "/tmp" || strings.HasPrefix(s, "/tmp/"):
+			return "/private" + s, nil
+		case s == "/" || s == "/not" || s == "/srv" || s == "/home" || s == "/home/u":
+			return s, nil
+		}
+		return "", fs.ErrNotExist
+	}
+	return p
+}
+
+func req(method, target string, headers []string, body string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: api.moby.localhost\r\n", method, target)
+	for _, h := range headers {
+		b.WriteString(h + "\r\n")
+	}
+	if body != "" {
+		fmt.Fprintf(&b, "Content-Length: %d\r\n", len(body))
+	}
+	b.WriteString("\r\n" + body)
+	return b.String()
+}
+
+func chunked(method, target, body string, parts int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", method, target)
+	step := max(1, len(body)/parts)
+	for i := 0; i < len(body); i += step {
+		part := body[i:min(len(body), i+step)]
+		fmt.Fprintf(&b, "%x\r\n%s\r\n", len(part), part)
+	}
+	b.WriteString("0\r\n\r\n")
+	return b.String()
+}
+
+func TestResolve(t *testing.T) {
+	p := testPolicy()
+	tests := []struct {
+		src, want string
+		denied    bool
+	}{
+		{src: "/Users/me/src", want: "/Users/me/src"},
+		{src: "/Users", want: "/Users"},
+		{src: "/home/u/x/../y", want: "/home/u/x/../y"},
+		{src: "/var/run/docker.sock", want: "/var/run/docker.sock"},
+		{src: "/run/docker.sock", want: "/run/docker.sock"},
+		{src: "/var/lib/docker/volumes", want: "/var/lib/docker/volumes"},
+		{src: "/", want: "/"},
+		{src: "/proc", want: "/proc"},
+		{src: "myvolume", want: "myvolume"},
+		{src: "/tmp/x", want: "/private/tmp/x"},
+		{src: "/tmp/does/not/exist", want: "/private/tmp/does/not/exist"},
+		{src: "/not/shared", denied: true},
+		{src: "/Usersx/a", denied: true},
+		{src: "/home/u2", denied: true},
+		{src: "/home/u/../v", denied: true},
+		{src: "/srv/data", denied: true},
+	}
+	for _, tt := range tests {
+		got, err := p.Resolve(tt.src)
+		var d *DeniedError
+		if tt.denied {
+			if !errors.As(err, &d) || d.Path != tt.src {
+				t.Errorf("Resolve(%q) = %q, %v; want a refusal naming the path", tt.src, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("Resolve(%q) = %q, %v; want %q", tt.src, got, err, tt.want)
+		}
+	}
+}
+
+func TestDeniedMessage(t *testing.T) {
+	msg := (&DeniedError{Path: "/not/shared", Instance: "dev"}).Error()
+	for _, want := range []string{"Mounts denied", "/not/shared", "berth config edit dev", "berth restart dev", "docs/file-sharing.md"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q lacks %q", msg, want)
+		}
+	}
+	if msg := (&DeniedError{Path: "/x", Instance: "default"}).Error(); !strings.Contains(msg, "`berth restart`") {
+		t.Errorf("default instance message %q names the instance", msg)
+	}
+}
+
+func createBody(binds []string, mounts ...map[string]any) string {
+	hc := map[string]any{"Binds": binds, "NetworkMode": "default"}
+	if mounts != nil {
+		hc["Mounts"] = mounts
+	}
+	b, _ := json.Marshal(map[string]any{"Image": "busybox", "Cmd": []string{"true"}, "HostConfig": hc})
+	return string(b)
+}
+
+func TestPassThrough(t *testing.T) {
+	p := testPolicy()
+	allowed := createBody([]string{"/Users/me:/src", "vol:/data", "/var/run/docker.sock:/var/run/docker.sock:ro"},
+		map[string]any{"Type": "volume", "Source": "/not/shared", "Target": "/v"})
+	tests := map[string]string{
+		"ping":           req("GET", "/_ping", nil, ""),
+		"keep-alive":     req("GET", "/v1.43/info", nil, "") + req("GET", "/v1.43/containers/json", nil, "") + req("HEAD", "/_ping", nil, ""),
+		"stray CRLF":     "\r\n" + req("GET", "/_ping", nil, "") + "\r\n" + req("GET", "/_ping", nil, ""),
+		"allowed create": req("POST", "/v1.43/containers/create?name=x", []string{"Content-Type: application/json"}, allowed),
+		"allowed chunked create": chunked("POST", "/containers/create", allowed, 3) +
+			req("GET", "/_ping", nil, ""),
+		"build body": chunked("POST", "/v1.43/build?t=x", strings.Repeat("POST /containers/create HTTP/1.1\r\n", 50), 7) +
+			req("POST", "/containers/create", nil, createBody([]string{"/Users/a:/a"})),
+		"load body": req("POST", "/images/load", nil, strings.Repeat("\x00tar", 5000)) + req("GET", "/_ping", nil, ""),
+		// After an upgrade the bytes are no HTTP: a create lookalike there is not inspected.
+		"attach upgrade": req("POST", "/v1.43/containers/abc/attach?stream=1&stdin=1", []string{"Connection: Upgrade", "Upgrade: tcp"}, "") +
+			req("POST", "/containers/create", nil, createBody([]string{"/not/shared:/x"})),
+		"exec start": req("POST", "/v1.43/exec/abc/start", []string{"Connection: Upgrade", "Upgrade: tcp"}, `{"Detach":false,"Tty":true}`) +
+			"\x03raw stdin\x04" + req("POST", "/containers/create", nil, createBody([]string{"/not/shared:/x"})),
+		"exec start without upgrade": req("POST", "/exec/abc/start", nil, `{"Detach":false}`) +
+			req("POST", "/containers/create", nil, createBody([]string{"/not/shared:/x"})),
+		"old attach without upgrade": req("POST", "/containers/abc/attach?stream=1", nil, "") +
+			req("POST", "/containers/create", nil, createBody([]string{"/not/shared:/x"})),
+		"session":         req("POST", "/session", []string{"Upgrade: h2c", "Connection: Upgrade", "X-Docker-Expose-Session-Uuid: u"}, "") + "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00",
+		"grpc":            req("POST", "/grpc", []string{"Upgrade: h2c", "Connection: Upgrade"}, "") + "\x00\x01\x02",
+		"not http":        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + req("POST", "/containers/create", nil, createBody([]string{"/not/shared:/x"})),
+		"garbage":         "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+		"truncated head":  "GET /_ping HTTP/1.1\r\nHost:",
+		"expect continue": req("POST", "/containers/create", []string{"Expect: 100-continue"}, createBody([]string{"/not/shared:/x"})),
+		"not json":        req("POST", "/containers/create", nil, "{not json"),
+		"ws attach":       req("GET", "/containers/abc/attach/ws?stream=1", nil, "") + "\x81\x05hello",
+	}
+	for name, in := range tests {
+		t.Run(name, func(t *testing.T) {
+			engine, client := run(t, p, in)
+			if engine != in {
+				t.Errorf("engine got\n%q\nwant\n%q", engine, in)
+			}
+			if client != "" {
+				t.Errorf("client was answered %q", client)
+			}
+		})
+	}
+}
+
+func TestRefused(t *testing.T) {
+	p := testPolicy()
+	tests := map[string]string{
+		"binds":   req("POST", "/v1.43/containers/create", nil, createBody([]string{"/Users/a:/a", "/not/shared:/x:ro"})),
+		"mounts":  req("POST", "/containers/create?name=y", nil, createBody(nil, map[string]any{"Type": "bind", "Source": "/not/shared", "Target": "/x"})),
+		"chunked": chunked("POST", "/v1.41/containers/create", createBody([]string{"/not/shared:/x"}), 4),
+		"after keep-alive": req("GET", "/_ping", nil, "") +
+			req("POST", "/containers/create", nil, createBody([]string{"/not/shared:/x"})),
+		"service":        req("POST", "/v1.43/services/create", nil, `{"Name":"s","TaskTemplate":{"ContainerSpec":{"Image":"busybox","Mounts":[{"Type":"bind","Source":"/not/shared","Target":"/x"}]}}}`),
+		"service update": req("POST", "/services/abc/update?version=3", nil, `{"TaskTemplate":{"ContainerSpec":{"Mounts":[{"Type":"bind","Source":"/not/shared","Target":"/x"}]}}}`),
+	}
+	tests["after a detached exec start"] = req("POST", "/v1.43/exec/abc/start", []string{"Content-Type: application/json"}, `{"Detach":true,"Tty":false}`) +
+		req("POST", "/containers/create", nil, createBody([]string{"/not/shared:/x"}))
+	for name, in := range tests {
+		t.Run(name, func(t *testing.T) {
+			engine, client := run(t, p, in)
+			if strings.Contains(engine, "/not/shared") {
+				t.Errorf("the refused request reached the engine: %q", engine)
+			}
+			if name == "after keep-alive" && engine != req("GET", "/_ping", nil, "") {
+				t.Errorf("engine got %q, want only the ping", engine)
+			}
+			status, body, ok := strings.Cut(client, "\r\n\r\n")
+			if !ok || !strings.HasPrefix(status, "HTTP/1.1 400 ") || !strings.Contains(status, "Connection: close") {
+				t.Fatalf("client got %q", client)
+			}
+			var m struct{ Message string }
+			if err := json.Unmarshal([]byte(body), &m); err != nil || !strings.Contains(m.Message, "/not/shared is not shared") {
+				t.Errorf("body %q: %v", body, err)
+			}
+			if !strings.Contains(status, fmt.Sprintf("Content-Length: %d", len(body))) {
+				t.Errorf("length header does not match the body: %q", status)
+			}
+		})
+	}
+}
+
+func TestTranslated(t *testing.T) {
+	p := testPolicy()
+	for _, chunk := range []bool{false, true} {
+		body := createBody([]string{"/tmp/x:/src", "/Users/a:/a"}, map[string]any{"Type": "bind", "Source": "/tmp/y", "Target": "/y"})
+		in := req("POST", "/v1.43/containers/create", []string{"Content-Type: application/json"}, body)
+		if chunk {
+			in = chunked("POST", "/v1.43/containers/create", body, 3)
+		}
+		in += req("GET", "/_ping", nil, "")
+		engine, client := run(t, p, in)
+		if client != "" {
+			t.Fatalf("client was answered %q", client)
+		}
+		h, rest, _ := strings.Cut(engine, "\r\n\r\n")
+		if strings.Contains(h, "Transfer-Encoding") || (!chunk && !strings.Contains(h, "Content-Type: application/json")) {
+			t.Errorf("head %q", h)
+		}
+		var n int
+		for _, l := range strings.Split(h, "\r\n") {
+			fmt.Sscanf(l, "Content-Length: %d", &n)
+		}
+		newBody, tail := rest[:n], rest[n:]
+		if tail != req("GET", "/_ping", nil, "") {
+			t.Errorf("after the body: %q", tail)
+		}
+		var got struct {
+			Image      string
+			HostConfig struct {
+				Binds       []string
+				NetworkMode string
+				Mounts      []struct{ Type, Source, Target string }
+			}
+		}
+		if err := json.Unmarshal([]byte(newBody), &got); err != nil {
+			t.Fatalf("body %q: %v", newBody, err)
+		}
+		if got.Image != "busybox" || got.HostConfig.NetworkMode != "default" ||
+			strings.Join(got.HostConfig.Binds, ",") != "/private/tmp/x:/src,/Users/a:/a" ||
+			got.HostConfig.Mounts[0].Source != "/private/tmp/y" || got.HostConfig.Mounts[0].Target != "/y" {
+			t.Errorf("rewritten body %+v", got)
+		}
+	}
+}
+
+func TestParseHead(t *testing.T) {
+	tests := []struct {
+		name, raw string
+		wantErr   bool
+		cl        int64
+		chunked   bool
+		upgrade   bool
+	}{
+		{name: "get", raw: "GET / HTTP/1.1\r\nHost: x\r\n\r\n", cl: -1},
+		{name: "bare LF", raw: "GET / HTTP/1.1\nHost: x\n\n", cl: -1},
+		{name: "length", raw: "POST / HTTP/1.1\r\ncontent-length:  12 \r\n\r\n", cl: 12},
+		{name: "same length twice", raw: "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", cl: 3},
+		{name: "conflicting lengths", raw: "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", wantErr: true},
+		{name: "signed length", raw: "POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n", wantErr: true},
+		{name: "chunked wins", raw: "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", cl: -1, chunked: true},
+		{name: "gzip coding", raw: "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", wantErr: true},
+		{name: "upgrade", raw: "POST /x HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\nUpgrade: tcp\r\n\r\n", cl: -1, upgrade: true},
+		{name: "folded", raw: "GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", wantErr: true},
+		{name: "space in name", raw: "GET / HTTP/1.1\r\nA b: c\r\n\r\n", wantErr: true},
+		{name: "http2", raw: "PRI * HTTP/2.0\r\n\r\n", wantErr: true},
+		{name: "lower method", raw: "get / HTTP/1.1\r\n\r\n", wantErr: true},
+		{name: "no end", raw: "GET / HTTP/1.1\r\nA: b\r\n", wantErr: true},
+	}
+	for _, tt := range tests {
+		h, err := parseHead([]byte(tt.raw))
+		if (err != nil) != tt.wantErr {
+			t.Errorf("%s: err %v", tt.name, err)
+			continue
+		}
+		if err == nil && (h.contentLength != tt.cl || h.chunked != tt.chunked || h.upgrade != tt.upgrade) {
+			t.Errorf("%s: %+v", tt.name, h)
+		}
+	}
+}
+
+func TestKind(t *testing.T) {
+	tests := map[string]int{
+		"POST /containers/create":               kindCreateContainer,
+		"POST /v1.43/containers/create?name=a":  kindCreateContainer,
+		"POST /v1.24/containers/create":         kindCreateContainer,
+		"POST /vx/containers/create":            kindPlain,
+		"POST /v1.43/containers/create/x":       kindPlain,
+		"GET /containers/create":                kindPlain,
+		"POST /services/create":                 kindService,
+		"POST /v1.43/services/abc/update?v=1":   kindService,
+		"POST /v1.43/containers/abc/attach":     kindHijack,
+		"GET /v1.43/containers/abc/attach/ws":   kindHijack,
+		"POST /exec/abc/start":                  kindHijack,
+		"POST /session":                         kindHijack,
+		"POST /v1.43/grpc":                      kindHijack,
+		"GET /v1.43/containers/abc/logs?follow": kindPlain,
+	}
+	for line, want := range tests {
+		method, target, _ := strings.Cut(line, " ")
+		h, err := parseHead([]byte(method + " " + target + " HTTP/1.1\r\n\r\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := h.kind(); got != want {
+			t.Errorf("%s: kind %d, want %d", line, got, want)
+		}
+	}
+}
+
+// With every path shared nothing is refused or rewritten, so whatever the client sends
+// must reach the engine byte for byte.
+func FuzzConn(f *testing.F) {
+	f.Add(req("POST", "/containers/create", nil, createBody([]string{"/a:/b"})))
+	f.Add(chunked("POST", "/v1.43/containers/create", createBody([]string{"/a:/b"}), 3) + req("GET", "/_ping", nil, ""))
+	f.Add(chunked("POST", "/build", "xyz", 2) + "\r\n" + req("POST", "/containers/abc/attach", []string{"Upgrade: tcp", "Connection: Upgrade"}, "") + "raw")
+	f.Add("GET / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n0\r\nT: 1\r\n\r\n")
+	f.Add(req("POST", "/exec/abc/start", nil, `{"Detach":true}`) + req("GET", "/_ping", nil, ""))
+	f.Fuzz(func(t *testing.T, in string) {
+		p := NewPolicy("x", []string{"/"})
+		engine, client := run(t, p, in)
+		if engine != in || client != "" {
+			t.Fatalf("in %q\nengine %q\nclient %q", in, engine, client)
+		}
+	})
+}
+
+func FuzzParseHead(f *testing.F) {
+	f.Add("POST /v1.43/containers/create HTTP/1.1\r\nContent-Length: 2\r\n\r\n")
+	f.Add("GET / HTTP/1.1\nTransfer-Encoding: chunked\n\n")
+	f.Fuzz(func(t *testing.T, raw string) {
+		h, err := parseHead([]byte(raw))
+		if err != nil {
+			return
+		}
+		if h.chunked && h.contentLength != -1 {
+			t.Fatalf("chunked with a length: %+v", h)
+		}
+		_ = h.kind()
+	})
+}
+
+// A refusing policy never lets a denied path through, whatever the framing around it.
+func FuzzRefuse(f *testing.F) {
+	f.Add(createBody([]string{"/not/shared:/x"}), 3, false)
+	f.Add(createBody(nil, map[string]any{"Type": "bind", "Source": "/not/shared"}), 1, true)
+	f.Fuzz(func(t *testing.T, body string, parts int, chunk bool) {
+		in := req("POST", "/containers/create", nil, body)
+		if chunk {
+			in = chunked("POST", "/containers/create", body, max(1, parts%10))
+		}
+		engine, client := run(t, testPolicy(), in)
+		if client == "" && engine != in {
+			// Not refused: only a translation may change it.
+			if !strings.Contains(engine, "/private/tmp") {
+				t.Fatalf("changed without a translation: %q", engine)
+			}
+		}
+		if client != "" && engine != "" {
+			t.Fatalf("refused, yet the engine got %q", engine)
+		}
+	})
+}
+
+// BenchmarkChunkedBody measures a 64 MiB chunked body (a build context: 32 KiB chunks, as
+// Go's HTTP client writes them) through the check, in memory, against reading it directly.
+func BenchmarkChunkedBody(b *testing.B) {
+	var in bytes.Buffer
+	in.WriteString("POST /v1.43/build HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+	chunk := bytes.Repeat([]byte{'x'}, 32<<10)
+	for range 2048 {
+		fmt.Fprintf(&in, "%x\r\n", len(chunk))
+		in.Write(chunk)
+		in.WriteString("\r\n")
+	}
+	in.WriteString("0\r\n\r\n")
+	data := in.Bytes()
+	for _, on := range []bool{false, true} {
+		name := "off"
+		if on {
+			name = "on"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			buf := make([]byte, 32<<10)
+			for b.Loop() {
+				fc := &fakeConn{in: bytes.NewReader(data)}
+				var r io.Reader = fc
+				if on {
+					r = Wrap(fc, NewPolicy("x", nil), nil)
+				}
+				if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{r}, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
