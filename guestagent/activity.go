@@ -1,0 +1,86 @@
+package guestagent
+
+import (
+	"context"
+	"sync"
+
+	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/hashicorp/yamux"
+)
+
+// containerCount is the number of running containers the engine listed last (PortWatcher
+// re-lists on every container event), for the host's idle pause (TypeActivity).
+type containerCount struct {
+	mu    sync.Mutex
+	n     int
+	known bool
+	subs  map[chan proto.Activity]struct{}
+}
+
+// set records n running containers; n < 0 means the engine could not be asked.
+func (c *containerCount) set(n int) {
+	if n < 0 {
+		n = -1
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.known && c.n == n {
+		return
+	}
+	c.n, c.known = n, true
+	for ch := range c.subs {
+		// Only the latest count matters: replace an unread one.
+		select {
+		case <-ch:
+		default:
+		}
+		ch <- proto.Activity{Containers: n}
+	}
+}
+
+// subscribe returns a channel that gets the count now and after every change.
+func (c *containerCount) subscribe() (<-chan proto.Activity, func()) {
+	ch := make(chan proto.Activity, 1)
+	c.mu.Lock()
+	if c.subs == nil {
+		c.subs = map[chan proto.Activity]struct{}{}
+	}
+	c.subs[ch] = struct{}{}
+	n := c.n
+	if !c.known {
+		n = -1
+	}
+	ch <- proto.Activity{Containers: n}
+	c.mu.Unlock()
+	return ch, func() {
+		c.mu.Lock()
+		delete(c.subs, ch)
+		c.mu.Unlock()
+	}
+}
+
+// activity serves TypeActivity: the running-container count now and on every change.
+// Without an engine (tests) there are no containers.
+func (s *Server) activity(ctx context.Context, st *yamux.Stream) error {
+	if err := reply(st, nil); err != nil {
+		return err
+	}
+	if s.opts.Ports == nil {
+		ch := make(chan proto.Activity, 1)
+		ch <- proto.Activity{}
+		return writeUpdates(ctx, st, ch)
+	}
+	ch, cancel := s.opts.Ports.running.subscribe()
+	defer cancel()
+	return writeUpdates(ctx, st, ch)
+}
+
+// clockRequest serves TypeClock.
+func (s *Server) clockRequest(st *yamux.Stream, hostNanos int64) error {
+	res, err := s.clock(hostNanos)
+	r := proto.Response{Clock: res}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return proto.WriteJSONLine(st, r)
+}
