@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 )
 
@@ -20,13 +21,10 @@ type Share struct {
 	NoNotify bool `yaml:"noNotify,omitempty" json:"noNotify,omitempty"`
 }
 
-// Default is the user's home directory, writable: what Docker Desktop and Colima share.
+// Default is what Docker Desktop shares on this OS, writable (defaults.go).
 func Default() []Share {
-	home, err := os.UserHomeDir()
-	if err != nil || home == "" {
-		return nil
-	}
-	return []Share{{Path: home}}
+	home, _ := os.UserHomeDir()
+	return DefaultFor(runtime.GOOS, home)
 }
 
 // systemDirs may never be shared: exposing them to containers writable (or at all) is a
@@ -36,7 +34,9 @@ var systemDirs = []string{
 	"/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
 	"/run", "/sbin", "/sys", "/usr", "/var", "/opt", "/srv", "/tmp",
 	// macOS
-	"/System", "/Library", "/Applications", "/private", "/private/etc", "/private/var", "/cores", "/Volumes",
+	// (/private and /Volumes are Docker Desktop's default shares there: they hold no
+	// directory of the Linux guest, so they may be shared, though /private/etc may not.)
+	"/System", "/Library", "/Applications", "/private/etc", "/private/var", "/cores",
 }
 
 // Validate checks a share list before boot: absolute existing directories, no system
@@ -90,27 +90,3 @@ func within(p, dir string) bool {
 
 // Tag is the device tag of the i-th share (virtiofs allows 36 bytes, 9p 31).
 func Tag(i int) string { return fmt.Sprintf("berth%d", i) }
-
-// Device kinds.
-const (
-	Virtiofs = "virtiofs"
-	NineP    = "9p"
-	Drvfs    = "drvfs"
-)
-
-// DeviceFor picks how a share reaches the guest. vz always uses virtiofs and WSL its drvfs
-// mounts. Under QEMU, virtiofs needs Debian's virtiofsd, which must run as root; 9p is
-// used otherwise, and for read-only shares, because this virtiofsd cannot refuse writes on
-// the host side while QEMU's 9p server can.
-func DeviceFor(driver string, root, readOnly, virtiofsd bool) string {
-	switch driver {
-	case "vz":
-		return Virtiofs
-	case "wsl":
-		return Drvfs
-	}
-	if root && virtiofsd && !readOnly {
-		return Virtiofs
-	}
-	return NineP
-}

@@ -51,23 +51,3 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
-
-func TestDeviceFor(t *testing.T) {
-	tests := []struct {
-		driver              string
-		root, ro, virtiofsd bool
-		want                string
-	}{
-		{"vz", false, true, false, Virtiofs},
-		{"wsl", true, false, true, Drvfs},
-		{"qemu", true, false, true, Virtiofs},
-		{"qemu", true, true, true, NineP},
-		{"qemu", false, false, true, NineP},
-		{"qemu", true, false, false, NineP},
-	}
-	for _, tt := range tests {
-		if got := DeviceFor(tt.driver, tt.root, tt.ro, tt.virtiofsd); got != tt.want {
-			t.Errorf("%+v: got %s", tt, got)
-		}
-	}
-}

@@ -23,10 +23,10 @@ func RunServe(log *slog.Logger) error {
 	if err != nil {
 		log.Warn("no boot info; serving anyway", "err", err)
 	}
-	eng := DefaultEngine(log.With("component", "engine"), HostGatewayIP)
+	eng := DefaultEngine(log.With("component", "engine"), proto.HostNATIP)
 	policy := ListenersPublic
-	if cl, err := ReadCmdline(); err == nil && cl["berth.listeners"] != "" {
-		policy = cl["berth.listeners"]
+	if cl, err := ReadCmdline(); err == nil && cl[proto.FlagListeners] != "" {
+		policy = cl[proto.FlagListeners]
 	}
 	ports := &PortWatcher{DockerSocket: eng.Socket, Listeners: policy, Log: log.With("component", "ports")}
 	powerOff := PowerOff
@@ -35,18 +35,19 @@ func RunServe(log *slog.Logger) error {
 		// wsl.exe process the host watches), never the VM.
 		powerOff = func() { os.Exit(0) }
 	}
+	setup := &EngineSetup{Engine: eng, Log: log.With("component", "engine"), Paths: DefaultEnginePaths()}
 	srv := NewServer(ServeOptions{
 		Ports:    ports,
 		Engine:   eng,
 		Logs:     map[string]string{"agent": AgentLogPath, "engine": eng.LogPath},
 		PowerOff: powerOff,
+		Setup:    setup,
 	}, boot, log)
-	if err := eng.Start(); err != nil {
-		log.Error("engine failed to start", "err", err)
-	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// The engine starts once the host's configuration (proxy, CAs, daemon.json) is in place.
+	go setup.Run(ctx, proto.EngineConfigWait)
 	go ports.Run(ctx)
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)

@@ -2,12 +2,9 @@ package guestagent
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,7 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-dev/berth/guestagent/dockerapi"
 	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/berth-dev/berth/guestagent/proto/pubsub"
 )
 
 const (
@@ -59,6 +58,8 @@ type Engine struct {
 	ContainerdSocket string
 	LogPath          string // both daemons' output, cut to LogPath.1 past 8 MiB
 	Log              *slog.Logger
+	// Env is extra environment of both daemons (proxies from the host: engine_config.go).
+	Env []string
 
 	// Tunables, zero meaning the default; tests shorten them.
 	logMax       int64         // defaultLogMax
@@ -71,8 +72,8 @@ type Engine struct {
 
 	mu       sync.Mutex
 	state    proto.EngineState
-	version  string
-	subs     map[chan proto.Event]struct{}
+	versions EngineVersions // versions.go
+	events   pubsub.Topic[proto.Event]
 	stopping bool
 	procs    []*supervised
 	logf     *os.File           // the daemons' stdout and stderr
@@ -115,30 +116,27 @@ func (e *Engine) State() proto.EngineState {
 
 // Version returns the engine version once it has answered.
 func (e *Engine) Version() string {
+	return e.Versions().Engine
+}
+
+// Versions returns the engine stack's versions once the engine has answered.
+func (e *Engine) Versions() EngineVersions {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.version
+	return e.versions
 }
 
 // Subscribe returns a channel of state events, starting with the current state.
 func (e *Engine) Subscribe() (<-chan proto.Event, func()) {
-	ch := make(chan proto.Event, 16)
 	e.mu.Lock()
-	if e.subs == nil {
-		e.subs = map[chan proto.Event]struct{}{}
-	}
-	e.subs[ch] = struct{}{}
+	defer e.mu.Unlock()
 	st := e.state
 	if st == "" {
 		st = proto.EngineStopped
 	}
-	e.mu.Unlock()
-	ch <- proto.Event{Time: time.Now(), Engine: st}
-	return ch, func() {
-		e.mu.Lock()
-		delete(e.subs, ch)
-		e.mu.Unlock()
-	}
+	// Under e.mu, as setState publishes: no change falls between the state read and the
+	// subscription.
+	return e.events.Subscribe(15, proto.Event{Time: time.Now(), Engine: st})
 }
 
 func (e *Engine) setState(st proto.EngineState, msg string) {
@@ -150,12 +148,7 @@ func (e *Engine) setState(st proto.EngineState, msg string) {
 	e.state = st
 	ev := proto.Event{Time: time.Now(), Engine: st, Message: msg}
 	e.Log.Info("engine state", "state", st, "msg", msg)
-	for ch := range e.subs {
-		select {
-		case ch <- ev:
-		default: // a stalled subscriber loses events rather than stalling the engine
-		}
-	}
+	e.events.Publish(ev) // a stalled subscriber loses events rather than stalling the engine
 }
 
 // Start launches both daemons and returns; readiness is reported as an event.
@@ -191,6 +184,7 @@ func (e *Engine) Start() error {
 	restart := orDefault(e.restartDelay, defaultRestartDelay)
 	cd := newSupervised("containerd", e.Containerd, logf, e.Log, restart)
 	dd := newSupervised("dockerd", e.Dockerd, logf, e.Log, restart)
+	cd.env, dd.env = e.Env, e.Env
 	dd.pidfile = argValue(e.Dockerd, "--pidfile", "-p")
 	if adoptedContainerd != nil {
 		cd.adopt(adoptedContainerd)
@@ -246,7 +240,7 @@ func (e *Engine) monitor(ctx context.Context, kick <-chan struct{}) {
 // reports EngineFailed. dockerd offers no readiness notification on this path.
 func (e *Engine) waitReady(ctx context.Context, kick <-chan struct{}) {
 	c := e.client()
-	defer c.CloseIdleConnections()
+	defer c.Close()
 	timeout := orDefault(e.readyTimeout, defaultReadyTimeout)
 	deadline := time.Now().Add(timeout)
 	for first := true; ; first = false {
@@ -279,7 +273,7 @@ func (e *Engine) waitReady(ctx context.Context, kick <-chan struct{}) {
 }
 
 // probe returns nil when dockerd answers /_ping and containerd accepts a connection.
-func (e *Engine) probe(ctx context.Context, c *http.Client) error {
+func (e *Engine) probe(ctx context.Context, c *dockerapi.Client) error {
 	if err := e.pingDockerd(ctx, c); err != nil {
 		return err
 	}
@@ -287,19 +281,11 @@ func (e *Engine) probe(ctx context.Context, c *http.Client) error {
 }
 
 // pingDockerd returns nil when dockerd answers /_ping.
-func (e *Engine) pingDockerd(ctx context.Context, c *http.Client) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/_ping", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
+func (e *Engine) pingDockerd(ctx context.Context, c *dockerapi.Client) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx); err != nil {
 		return fmt.Errorf("dockerd: %w", err)
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("dockerd: /_ping: %s", resp.Status)
 	}
 	return nil
 }
@@ -315,33 +301,29 @@ func (e *Engine) dialContainerd(ctx context.Context) error {
 	return nil
 }
 
-func (e *Engine) fetchVersion(ctx context.Context, c *http.Client) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/version", nil)
+// fetchVersion records the versions dockerd reports on GET /version (versions.go), asking
+// the binaries for a component it leaves out.
+func (e *Engine) fetchVersion(ctx context.Context, c *dockerapi.Client) {
+	vctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	dv, err := c.Version(vctx)
+	cancel()
 	if err != nil {
+		e.Log.Warn("engine versions", "err", err)
 		return
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return
+	v := engineVersions(dv)
+	var containerd string
+	if len(e.Containerd) > 0 {
+		containerd = e.Containerd[0]
 	}
-	defer resp.Body.Close()
-	var v struct{ Version string }
-	if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v) == nil {
-		e.mu.Lock()
-		e.version = v.Version
-		e.mu.Unlock()
-	}
+	v.fillFromBinaries(ctx, containerd)
+	e.mu.Lock()
+	e.versions = v
+	e.mu.Unlock()
 }
 
-func (e *Engine) client() *http.Client {
-	return &http.Client{
-		Timeout: 5 * time.Second,
-		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", e.Socket)
-		}},
-	}
-}
+// client talks to dockerd's socket.
+func (e *Engine) client() *dockerapi.Client { return dockerapi.New(e.Socket) }
 
 func (e *Engine) containerdSocket() string {
 	if e.ContainerdSocket != "" {
@@ -401,6 +383,7 @@ func (c child) wait() error                     { return c.cmd.Wait() }
 type supervised struct {
 	name    string
 	argv    []string
+	env     []string // beside PATH and HOME
 	out     *os.File // stdout and stderr; nil is /dev/null
 	pidfile string   // removed after an instance exits when it still names it
 	log     *slog.Logger
@@ -437,7 +420,7 @@ func (s *supervised) spawn() (instance, error) {
 	if s.out != nil {
 		cmd.Stdout, cmd.Stderr = s.out, s.out
 	}
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}
+	cmd.Env = append([]string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"}, s.env...)
 	cmd.SysProcAttr = daemonProcAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, err

@@ -32,7 +32,7 @@ func (e *Engine) adoptOrReap() (dockerd, containerd instance) {
 	if len(e.Dockerd) > 0 {
 		dockerd = e.adoptOrReapOne(r, "dockerd", exeMatcher(e.Dockerd[0]), pidfile, func(ctx context.Context) error {
 			c := e.client()
-			defer c.CloseIdleConnections()
+			defer c.Close()
 			return e.pingDockerd(ctx, c)
 		})
 	}

@@ -50,6 +50,10 @@ func fakeDaemon(args []string) int {
 		k, v, _ := strings.Cut(a, "=")
 		flags[k] = v
 	}
+	if _, ok := flags["--version"]; ok { // as containerd prints it
+		fmt.Println("containerd github.com/containerd/containerd v1.7.99-fake 0123abcd")
+		return 0
+	}
 	term := make(chan os.Signal, 1)
 	if _, ok := flags["--ignore-term"]; ok {
 		signal.Ignore(syscall.SIGTERM)
@@ -258,8 +262,17 @@ func killLeftover(pid int, dir string) {
 }
 
 // countProcs counts the live processes running dir/name.
+// countProcs counts the fake daemons named name, not the short `name --version` runs the
+// engine makes to learn a component's version.
 func countProcs(dir, name string) int {
-	return len(findProcs("/proc", exeMatcher(filepath.Join(dir, name)), os.Getpid()))
+	n := 0
+	for _, pid := range findProcs("/proc", exeMatcher(filepath.Join(dir, name)), os.Getpid()) {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if !bytes.Contains(b, []byte("\x00--version")) {
+			n++
+		}
+	}
+	return n
 }
 
 // goroutines counts the goroutines whose stack contains fn.
@@ -292,6 +305,10 @@ func TestEngineRunsFakeDaemons(t *testing.T) {
 	if v := e.Version(); v != "99.0-fake" {
 		t.Errorf("version = %q", v)
 	}
+	// The fake dockerd reports no components: containerd's comes from `containerd --version`.
+	if v := e.Versions().Containerd; v != "1.7.99-fake" {
+		t.Errorf("containerd version = %q, want the one `containerd --version` printed", v)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	e.Stop(ctx)
@@ -322,7 +339,7 @@ func startFakeServe(t *testing.T, dir string) (serve *exec.Cmd, dockerd, contain
 	t.Cleanup(func() { killLeftover(dockerd, dir); killLeftover(containerd, dir) })
 	probe := testEngineIn(dir, slog.New(slog.DiscardHandler), nil, nil)
 	c := probe.client()
-	defer c.CloseIdleConnections()
+	defer c.Close()
 	for deadline := time.Now().Add(10 * time.Second); probe.probe(context.Background(), c) != nil; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			b, _ := os.ReadFile(filepath.Join(dir, "serve.out"))
@@ -386,6 +403,10 @@ func TestRestartedServeAdoptsDaemons(t *testing.T) {
 		t.Fatalf("the adopted daemons were stopped (dockerd %v, containerd %v)", running(dd, dir), running(cd, dir))
 	}
 	if d, c := countProcs(dir, "dockerd"), countProcs(dir, "containerd"); d != 1 || c != 1 {
+		for _, pid := range findProcs("/proc", exeMatcher(filepath.Join(dir, "containerd")), os.Getpid()) {
+			b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			t.Logf("containerd %d (parent %d): %q", pid, ppid(t, pid), b)
+		}
 		t.Fatalf("%d dockerd and %d containerd run, want the adopted one each", d, c)
 	}
 	if got := readPid(t, filepath.Join(dir, "d.pid")); got != dd {

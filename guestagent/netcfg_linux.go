@@ -3,13 +3,14 @@
 package guestagent
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,7 +52,7 @@ type linkInfo struct {
 // pickInterface returns the NIC to configure: eth0 if present, else the first ethernet
 // device (virtio-net is named eth0 without udev, but a hypervisor could give it another).
 func pickInterface(links []linkInfo) (string, bool) {
-	sort.Slice(links, func(i, j int) bool { return links[i].Index < links[j].Index })
+	slices.SortFunc(links, func(a, b linkInfo) int { return cmp.Compare(a.Index, b.Index) })
 	for _, l := range links {
 		if l.Name == "eth0" {
 			return l.Name, true
@@ -118,22 +119,13 @@ func leaseConfig(ack *dhcpv4.DHCPv4) (netConfig, error) {
 	if s := ack.DomainSearch(); s != nil {
 		c.Search = append(c.Search, s.Labels...)
 	}
-	if d := ack.DomainName(); d != "" && !contains(c.Search, d) {
+	if d := ack.DomainName(); d != "" && !slices.Contains(c.Search, d) {
 		c.Search = append(c.Search, d)
 	}
 	if mtu, err := dhcpv4.GetUint16(dhcpv4.OptionInterfaceMTU, ack.Options); err == nil && mtu >= 576 {
 		c.MTU = int(mtu)
 	}
 	return c, nil
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // renderResolvConf writes the resolver configuration for a lease. glibc reads at most

@@ -2,24 +2,23 @@ package guestagent
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
-	"net/url"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/guestagent/dockerapi"
 	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/berth-dev/berth/guestagent/proto/pubsub"
 )
 
 // Listener policies: which guest listeners that are not published container ports get
@@ -44,24 +43,16 @@ type PortWatcher struct {
 	container []proto.Port
 	listeners []proto.Port
 	current   []proto.Port
-	subs      map[chan []proto.Port]struct{}
+	updates   pubsub.Topic[[]proto.Port] // KeepLatest: only the latest list matters
+	running   containerCount             // for the host's idle pause (activity.go)
 }
 
 // Subscribe returns a channel that gets the full list now and after every change.
 func (w *PortWatcher) Subscribe() (<-chan []proto.Port, func()) {
-	ch := make(chan []proto.Port, 1)
 	w.mu.Lock()
-	if w.subs == nil {
-		w.subs = map[chan []proto.Port]struct{}{}
-	}
-	w.subs[ch] = struct{}{}
-	ch <- slices.Clone(w.current)
-	w.mu.Unlock()
-	return ch, func() {
-		w.mu.Lock()
-		delete(w.subs, ch)
-		w.mu.Unlock()
-	}
+	defer w.mu.Unlock()
+	w.updates.Mode = pubsub.KeepLatest
+	return w.updates.Subscribe(0, slices.Clone(w.current))
 }
 
 // Run follows the engine and the listeners until ctx ends.
@@ -69,8 +60,15 @@ func (w *PortWatcher) Run(ctx context.Context) {
 	if w.ProcNet == "" {
 		w.ProcNet = "/proc/net"
 	}
-	go w.followEngine(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		w.followEngine(ctx)
+	}()
 	if w.Listeners == ListenersNone {
+		<-ctx.Done()
 		return
 	}
 	// The kernel has no notification for new listening sockets short of eBPF; a scan of
@@ -92,67 +90,37 @@ func (w *PortWatcher) Run(ctx context.Context) {
 // followEngine re-lists containers whenever the engine reports a container event, and
 // reconnects when the engine restarts.
 func (w *PortWatcher) followEngine(ctx context.Context) {
-	c := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", w.DockerSocket)
-	}}}
-	filters := url.QueryEscape(`{"type":["container"]}`)
+	c := dockerapi.New(w.DockerSocket)
+	defer c.Close()
 	for ctx.Err() == nil {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/events?filters="+filters, nil)
-		resp, err := c.Do(req)
-		if err != nil || resp.StatusCode != http.StatusOK {
-			if resp != nil {
-				resp.Body.Close()
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(500 * time.Millisecond):
-			}
-			continue
-		}
 		// Subscribed first, listed second: no start can fall between the two.
-		w.relist(ctx, c)
-		dec := json.NewDecoder(resp.Body)
-		for {
-			var ev struct{ Action string }
-			if err := dec.Decode(&ev); err != nil {
-				break
-			}
+		c.ContainerEvents(ctx, func() { w.relist(ctx, c) }, func(ev dockerapi.Event) {
 			switch strings.SplitN(ev.Action, ":", 2)[0] {
 			case "start", "die", "destroy", "pause", "unpause", "restart", "stop", "kill":
 				w.relist(ctx, c)
 			}
+		})
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
 		}
-		resp.Body.Close()
 	}
 }
 
-func (w *PortWatcher) relist(ctx context.Context, c *http.Client) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://docker/containers/json", nil)
-	resp, err := c.Do(req)
+func (w *PortWatcher) relist(ctx context.Context, c *dockerapi.Client) {
+	list, err := c.Containers(ctx, false)
 	if err != nil {
 		w.Log.Warn("failed to list containers", "err", err)
+		w.running.set(-1)
 		return
 	}
-	defer resp.Body.Close()
-	var list []dockerContainer
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
-		w.Log.Warn("failed to decode containers", "err", err)
-		return
-	}
+	w.running.set(len(list))
 	w.update(ContainerPorts(list), nil)
 }
 
-type dockerContainer struct {
-	Names []string
-	Ports []struct {
-		IP          string
-		PrivatePort int
-		PublicPort  int
-		Type        string
-	}
-}
+// dockerContainer is a row of the engine's container list.
+type dockerContainer = dockerapi.Container
 
 // ContainerPorts turns the engine's container list into published ports.
 func ContainerPorts(list []dockerContainer) []proto.Port {
@@ -170,7 +138,7 @@ func ContainerPorts(list []dockerContainer) []proto.Port {
 			if ip == "" {
 				ip = "0.0.0.0"
 			}
-			out = append(out, proto.Port{Proto: p.Type, HostIP: ip, Port: p.PublicPort, Container: name, Source: "container"})
+			out = append(out, proto.Port{Proto: p.Type, GuestIP: ip, Port: p.PublicPort, Container: name, Source: "container"})
 		}
 	}
 	return out
@@ -203,19 +171,13 @@ func (w *PortWatcher) update(container, listeners []proto.Port) {
 			merged = append(merged, p)
 		}
 	}
-	sort.Slice(merged, func(i, j int) bool { return merged[i].Key() < merged[j].Key() })
+	slices.SortFunc(merged, func(a, b proto.Port) int { return cmp.Compare(a.Key(), b.Key()) })
 	if slices.Equal(merged, w.current) {
 		return
 	}
 	w.current = merged
-	for ch := range w.subs {
-		// Only the latest list matters: replace an unread one.
-		select {
-		case <-ch:
-		default:
-		}
-		ch <- slices.Clone(merged)
-	}
+	w.updates.Mode = pubsub.KeepLatest
+	w.updates.Publish(slices.Clone(merged))
 }
 
 // ScanListeners reads /proc/net/{tcp,tcp6,udp,udp6} for listening sockets. Loopback-only
@@ -276,13 +238,13 @@ func parseProcNet(r io.Reader, protoName, listenState string, loopback bool) ([]
 		if !ip.IsLoopback() && !ip.IsUnspecified() {
 			continue // bound to one guest interface address: not a host-facing service
 		}
-		out = append(out, proto.Port{Proto: protoName, HostIP: ip.String(), Port: int(port), Source: "listener"})
+		out = append(out, proto.Port{Proto: protoName, GuestIP: ip.String(), Port: int(port), Source: "listener"})
 		// A wildcard IPv6 socket also takes IPv4 (net.ipv6.bindv6only is 0), which is how
 		// most servers listen: the host gets it on both families.
 		if ip.Equal(net.IPv6unspecified) {
-			out = append(out, proto.Port{Proto: protoName, HostIP: "0.0.0.0", Port: int(port), Source: "listener"})
+			out = append(out, proto.Port{Proto: protoName, GuestIP: "0.0.0.0", Port: int(port), Source: "listener"})
 		} else if ip.Equal(net.IPv6loopback) {
-			out = append(out, proto.Port{Proto: protoName, HostIP: "127.0.0.1", Port: int(port), Source: "listener"})
+			out = append(out, proto.Port{Proto: protoName, GuestIP: "127.0.0.1", Port: int(port), Source: "listener"})
 		}
 	}
 	return out, sc.Err()

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/berth-dev/berth/guestagent/dockerapi"
 	"github.com/berth-dev/berth/guestagent/proto"
 )
 
@@ -30,16 +31,16 @@ func TestScanListeners(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []proto.Port{
-		{Proto: "tcp", HostIP: "0.0.0.0", Port: 8080, Source: "listener"},
-		{Proto: "tcp", HostIP: "::", Port: 3000, Source: "listener"},
-		{Proto: "tcp", HostIP: "0.0.0.0", Port: 3000, Source: "listener"},
-		{Proto: "udp", HostIP: "0.0.0.0", Port: 5353, Source: "listener"},
+		{Proto: "tcp", GuestIP: "0.0.0.0", Port: 8080, Source: "listener"},
+		{Proto: "tcp", GuestIP: "::", Port: 3000, Source: "listener"},
+		{Proto: "tcp", GuestIP: "0.0.0.0", Port: 3000, Source: "listener"},
+		{Proto: "udp", GuestIP: "0.0.0.0", Port: 5353, Source: "listener"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("public:\n got %+v\nwant %+v", got, want)
 	}
 	all, _ := ScanListeners(dir, true)
-	if len(all) != 5 || all[1].HostIP != "127.0.0.1" || all[1].Port != 9090 {
+	if len(all) != 5 || all[1].GuestIP != "127.0.0.1" || all[1].Port != 9090 {
 		t.Errorf("all: %+v", all)
 	}
 }
@@ -48,18 +49,8 @@ func TestContainerPortsAndMerge(t *testing.T) {
 	var list []dockerContainer
 	c := dockerContainer{Names: []string{"/web"}}
 	c.Ports = append(c.Ports,
-		struct {
-			IP          string
-			PrivatePort int
-			PublicPort  int
-			Type        string
-		}{"0.0.0.0", 80, 8080, "tcp"},
-		struct {
-			IP          string
-			PrivatePort int
-			PublicPort  int
-			Type        string
-		}{"", 443, 0, "tcp"}, // exposed, not published
+		dockerapi.Port{IP: "0.0.0.0", PrivatePort: 80, PublicPort: 8080, Type: "tcp"},
+		dockerapi.Port{PrivatePort: 443, Type: "tcp"}, // exposed, not published
 	)
 	list = append(list, c)
 	ports := ContainerPorts(list)
@@ -73,7 +64,7 @@ func TestContainerPortsAndMerge(t *testing.T) {
 		t.Fatalf("initial list %+v", first)
 	}
 	// The engine's proxy listens on the published port: one entry, the container's.
-	w.update(ports, []proto.Port{{Proto: "tcp", HostIP: "0.0.0.0", Port: 8080, Source: "listener"}, {Proto: "tcp", HostIP: "0.0.0.0", Port: 9000, Source: "listener"}})
+	w.update(ports, []proto.Port{{Proto: "tcp", GuestIP: "0.0.0.0", Port: 8080, Source: "listener"}, {Proto: "tcp", GuestIP: "0.0.0.0", Port: 9000, Source: "listener"}})
 	got := <-ch
 	if len(got) != 2 || got[0].Source != "container" || got[1].Port != 9000 {
 		t.Errorf("merged %+v", got)

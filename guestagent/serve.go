@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -34,6 +36,8 @@ type ServeOptions struct {
 	PowerOff func()
 	// Ports reports the ports to forward; nil serves an empty list.
 	Ports *PortWatcher
+	// Setup installs the host's engine configuration (engine_config.go); nil ignores it.
+	Setup *EngineSetup
 }
 
 // Server answers host streams.
@@ -173,6 +177,10 @@ func (s *Server) handle(ctx context.Context, st *yamux.Stream, streams *streamSe
 	case proto.TypeTime:
 		err = s.setTime(req.TimeUnixNano)
 		err = reply(st, err)
+	case proto.TypeClock:
+		err = s.clockRequest(st, req.TimeUnixNano)
+	case proto.TypeActivity:
+		err = s.activity(ctx, st)
 	case proto.TypeCancel:
 		streams.cancel(req.Stream)
 		err = reply(st, nil)
@@ -199,6 +207,8 @@ func (s *Server) handle(ctx context.Context, st *yamux.Stream, streams *streamSe
 		err = s.forwardTCP(ctx, st, req.IP, req.Port)
 	case proto.TypeUDP:
 		err = s.forwardUDP(ctx, st, req.IP, req.Port)
+	case proto.TypeEngineConfig:
+		err = reply(st, s.engineConfig(req.Engine))
 	default:
 		err = reply(st, fmt.Errorf("unknown request type %q", req.Type))
 	}
@@ -234,9 +244,12 @@ func (s *Server) Info(ctx context.Context) *proto.Info {
 	}
 	if s.opts.Engine != nil {
 		in.Engine = s.opts.Engine.State()
-		in.EngineVersion = s.opts.Engine.Version()
+		v := s.opts.Engine.Versions() // versions.go
+		in.EngineVersion, in.EngineAPIVersion = v.Engine, v.API
+		in.ContainerdVersion, in.RuncVersion, in.InitVersion = v.Containerd, v.Runc, v.Init
 	}
 	in.DataDisk = diskUsage(dataMount)
+	in.OS = osPrettyName()
 	return in
 }
 
@@ -305,7 +318,7 @@ func writeUpdates[T any](ctx context.Context, st *yamux.Stream, ch <-chan T) err
 func (s *Server) logs(ctx context.Context, st *yamux.Stream, name string, follow bool) error {
 	path, ok := s.opts.Logs[name]
 	if !ok {
-		return reply(st, fmt.Errorf("unknown log %q (have: %s)", name, strings.Join(keys(s.opts.Logs), ", ")))
+		return reply(st, fmt.Errorf("unknown log %q (have: %s)", name, strings.Join(slices.Sorted(maps.Keys(s.opts.Logs)), ", ")))
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -363,14 +376,6 @@ func rotated(f *os.File, path string) bool {
 	return err1 == nil && err2 == nil && !os.SameFile(a, b)
 }
 
-func keys(m map[string]string) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
-}
-
 // ports writes the full port list now and on every change: a host that reconnects gets the
 // whole state, never just the events it missed.
 func (s *Server) ports(ctx context.Context, st *yamux.Stream) error {
@@ -399,8 +404,8 @@ func (s *Server) forwardTCP(ctx context.Context, st *yamux.Stream, ip string, po
 	return proto.Pipe(ctx, proto.HalfStream{Stream: st}, c.(*net.TCPConn))
 }
 
-// forwardUDP carries one host peer's datagrams: FrameStdin frames out to the guest port,
-// replies back as FrameStdout frames, until the host closes the stream.
+// forwardUDP carries one host peer's datagrams: FrameDatagramToGuest frames out to the guest
+// port, replies back as FrameDatagramFromGuest frames, until the host closes the stream.
 func (s *Server) forwardUDP(ctx context.Context, st *yamux.Stream, ip string, port int) error {
 	c, err := net.Dial("udp", guestDialAddr(ip, port))
 	if err != nil {
@@ -422,7 +427,7 @@ func (s *Server) forwardUDP(ctx context.Context, st *yamux.Stream, ip string, po
 				// ICMP port unreachable: nobody listens yet; keep the session.
 				continue
 			}
-			if w.frame(proto.FrameStdout, buf[:n]) != nil {
+			if w.frame(proto.FrameDatagramFromGuest, buf[:n]) != nil {
 				return
 			}
 		}
@@ -432,7 +437,7 @@ func (s *Server) forwardUDP(ctx context.Context, st *yamux.Stream, ip string, po
 		if err != nil {
 			return nil
 		}
-		if kind == proto.FrameStdin {
+		if kind == proto.FrameDatagramToGuest {
 			c.Write(payload)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"os"
 	"syscall"
 	"time"
 
@@ -24,6 +25,15 @@ func diskUsage(string) (u proto.DiskUsage) { return u }
 func (s *Server) setTime(int64) error      { return errNotLinux }
 func (s *Server) exec(context.Context, *yamux.Stream, *proto.ExecRequest) error {
 	return errNotLinux
+}
+
+// errNotGuest is what the guest entry points return on a system that cannot be the guest.
+var errNotGuest = errors.New("berth-agent can only run as the init of the Linux guest")
+
+// Init is the guest's PID 1 (init_linux.go); elsewhere it exits with an error.
+func Init(log *slog.Logger) {
+	log.Error("cannot run as init", "err", errNotGuest)
+	os.Exit(1)
 }
 
 // RunServe is the guest serve loop; see channel_linux.go.

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/store"
 )
@@ -250,7 +249,7 @@ func TestControllerNotifications(t *testing.T) {
 // diskEvent announces a data-disk usage as hostd does on an update from the agent. The
 // fake's status keeps its old usage: what the controller shows comes from the event.
 func diskEvent(f *fakeHostd, used, total uint64) {
-	u := proto.DiskUsage{Used: used, Total: total}
+	u := api.DiskUsage{Used: used, Total: total}
 	f.publish(api.Event{Type: api.EventDisk, State: f.Status().State, Disk: &u})
 }
 

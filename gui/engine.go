@@ -1,41 +1,29 @@
 package gui
 
 import (
-	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/berth-dev/berth/guestagent/dockerapi"
 )
 
-// Engine is a minimal Docker Engine API client over the instance's forwarded unix socket:
-// only what the container window needs, so the tray does not link the Docker SDK.
+// Engine is the container window's view of the engine, over the instance's forwarded
+// unix socket (berth's one small Docker API client, guestagent/dockerapi).
 type Engine struct {
-	sock string
-	http *http.Client
+	api *dockerapi.Client
 }
 
 // NewEngine returns a client for the engine socket at sock (Status.DockerSocket).
-func NewEngine(sock string) *Engine {
-	return &Engine{sock: sock, http: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-		// The event stream holds one connection; actions and lists use a few more.
-		MaxIdleConnsPerHost: 4,
-		IdleConnTimeout:     30 * time.Second,
-	}}}
-}
+func NewEngine(sock string) *Engine { return &Engine{api: dockerapi.New(sock)} }
 
 // Container is one row of the container window.
 type Container struct {
@@ -91,31 +79,14 @@ func (p Port) displayHost() string {
 	return p.HostIP
 }
 
-// apiContainer is the part of GET /containers/json we read.
-type apiContainer struct {
-	ID     string   `json:"Id"`
-	Names  []string `json:"Names"`
-	Image  string   `json:"Image"`
-	State  string   `json:"State"`
-	Status string   `json:"Status"`
-	Ports  []struct {
-		IP          string `json:"IP"`
-		PrivatePort int    `json:"PrivatePort"`
-		PublicPort  int    `json:"PublicPort"`
-		Type        string `json:"Type"`
-	} `json:"Ports"`
-}
+// apiContainer is a row of GET /containers/json.
+type apiContainer = dockerapi.Container
 
 // List returns every container (running or not), sorted by name.
 func (e *Engine) List(ctx context.Context) ([]Container, error) {
-	resp, err := e.request(ctx, http.MethodGet, "/containers/json?all=1")
+	raw, err := e.api.Containers(ctx, true)
 	if err != nil {
 		return nil, err
-	}
-	defer resp.Body.Close()
-	var raw []apiContainer
-	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
-		return nil, fmt.Errorf("failed to read the container list: %w", err)
 	}
 	out := make([]Container, 0, len(raw))
 	for _, r := range raw {
@@ -135,10 +106,10 @@ func (e *Engine) List(ctx context.Context) ([]Container, error) {
 				c.Ports = append(c.Ports, port)
 			}
 		}
-		sort.Slice(c.Ports, func(i, j int) bool { return c.Ports[i].HostPort < c.Ports[j].HostPort })
+		slices.SortFunc(c.Ports, func(a, b Port) int { return cmp.Compare(a.HostPort, b.HostPort) })
 		out = append(out, c)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	slices.SortFunc(out, func(a, b Container) int { return cmp.Compare(a.Name, b.Name) })
 	return out, nil
 }
 
@@ -162,7 +133,7 @@ func (e *Engine) Do(ctx context.Context, id, action string) error {
 	default:
 		return fmt.Errorf("unknown container action %q", action)
 	}
-	resp, err := e.request(ctx, method, path)
+	resp, err := e.api.Request(ctx, method, path, nil)
 	if err != nil {
 		return fmt.Errorf("failed to %s the container: %w", action, err)
 	}
@@ -172,7 +143,7 @@ func (e *Engine) Do(ctx context.Context, id, action string) error {
 
 // Logs returns the last lines of a container's output (stdout and stderr merged).
 func (e *Engine) Logs(ctx context.Context, id string, tail int) (string, error) {
-	resp, err := e.request(ctx, http.MethodGet, "/containers/"+url.PathEscape(id)+"/logs?stdout=1&stderr=1&tail="+strconv.Itoa(tail))
+	resp, err := e.api.Request(ctx, http.MethodGet, "/containers/"+url.PathEscape(id)+"/logs?stdout=1&stderr=1&tail="+strconv.Itoa(tail), nil)
 	if err != nil {
 		return "", err
 	}
@@ -204,63 +175,16 @@ func demux(b []byte) string {
 	return out.String()
 }
 
-// EngineEvent is the part of a GET /events message we read.
-type EngineEvent struct {
-	Type   string `json:"Type"`
-	Action string `json:"Action"`
-	Actor  struct {
-		ID string `json:"ID"`
-	} `json:"Actor"`
-}
+// EngineEvent is a container event (GET /events).
+type EngineEvent = dockerapi.Event
 
 // Events follows the engine's container events until ctx ends or the stream breaks: it
 // calls opened once the engine has accepted the subscription (list then, and nothing is
 // missed), and fn for each event. The engine only writes when something happens, so
 // following costs nothing while idle.
 func (e *Engine) Events(ctx context.Context, opened func(), fn func(EngineEvent)) error {
-	filters := url.QueryEscape(`{"type":["container"]}`)
-	resp, err := e.request(ctx, http.MethodGet, "/events?filters="+filters)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if opened != nil {
-		opened()
-	}
-	dec := json.NewDecoder(bufio.NewReader(resp.Body))
-	for {
-		var ev EngineEvent
-		if err := dec.Decode(&ev); err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
-		}
-		fn(ev)
-	}
-}
-
-func (e *Engine) request(ctx context.Context, method, path string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "http://docker"+path, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := e.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("failed to reach the Docker engine at %s: %w", e.sock, err)
-	}
-	if resp.StatusCode/100 != 2 {
-		defer resp.Body.Close()
-		var m struct {
-			Message string `json:"message"`
-		}
-		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&m) == nil && m.Message != "" {
-			return nil, errors.New(m.Message)
-		}
-		return nil, fmt.Errorf("docker engine: %s", resp.Status)
-	}
-	return resp, nil
+	return e.api.ContainerEvents(ctx, opened, fn)
 }
 
 // Close drops idle connections.
-func (e *Engine) Close() { e.http.CloseIdleConnections() }
+func (e *Engine) Close() { e.api.Close() }

@@ -1,21 +1,22 @@
 package gui
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/store"
 )
@@ -139,7 +140,7 @@ func (f *fakeHostd) portError(msg string) {
 
 func (f *fakeHostd) setDisk(used, total uint64) {
 	f.mu.Lock()
-	f.status.Guest = &proto.Info{EngineVersion: "20.10.24", DataDisk: proto.DiskUsage{Used: used, Total: total}}
+	f.status.Guest = &api.Guest{EngineVersion: "20.10.24", DataDisk: api.DiskUsage{Used: used, Total: total}}
 	f.mu.Unlock()
 }
 
@@ -226,11 +227,8 @@ func startFakeEngine(t *testing.T, sock string) *fakeEngine {
 			return
 		}
 		e.mu.Lock()
-		list := []*apiContainer{}
-		for _, c := range e.containers {
-			list = append(list, c)
-		}
-		sort.Slice(list, func(i, j int) bool { return list[i].ID < list[j].ID })
+		// Never nil: the engine answers [] for no containers, not null.
+		list := append([]*apiContainer{}, slices.SortedFunc(maps.Values(e.containers), func(a, b *apiContainer) int { return cmp.Compare(a.ID, b.ID) })...)
 		json.NewEncoder(w).Encode(list)
 		e.mu.Unlock()
 	})

@@ -13,7 +13,6 @@ import (
 	"testing"
 
 	"github.com/berth-dev/berth/fileshare"
-	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/store"
 )
@@ -73,7 +72,7 @@ func TestDiskWarning(t *testing.T) {
 	if diskWarning(st) != "" {
 		t.Error("warning without guest info")
 	}
-	st.Guest = &proto.Info{DataDisk: proto.DiskUsage{Used: 90, Total: 100}}
+	st.Guest = &api.Guest{DataDisk: api.DiskUsage{Used: 90, Total: 100}}
 	if diskWarning(st) != "" {
 		t.Error("warning at 90%")
 	}
@@ -89,7 +88,7 @@ func TestDiskWarning(t *testing.T) {
 			t.Errorf("diskRearmed at %d%% = %v, want %v", used, got, want)
 		}
 	}
-	if diskRearmed(api.Status{}) || diskRearmed(api.Status{Guest: &proto.Info{}}) {
+	if diskRearmed(api.Status{}) || diskRearmed(api.Status{Guest: &api.Guest{}}) {
 		t.Error("re-armed without a known usage")
 	}
 }

@@ -34,7 +34,7 @@ type PrefsForm struct {
 func NewPrefsForm(cfg store.Config, stopOnQuit, startAtLogin bool) PrefsForm {
 	return PrefsForm{
 		CPUs:            strconv.Itoa(cfg.CPUs),
-		Memory:          strconv.Itoa(cfg.Memory),
+		Memory:          strconv.FormatFloat(cfg.Memory, 'f', -1, 64),
 		Disk:            strconv.Itoa(cfg.Disk),
 		PortBindAddress: cfg.PortBindAddress,
 		Shares:          slices.Clone(cfg.Shares),
@@ -60,15 +60,19 @@ func (f PrefsForm) Apply(cur store.Config) (store.Config, error) {
 		*dst = n
 	}
 	num("cpus", f.CPUs, &cfg.CPUs)
-	num("memory", f.Memory, &cfg.Memory)
+	if g, err := strconv.ParseFloat(strings.TrimSpace(f.Memory), 64); err != nil {
+		errs = append(errs, fmt.Errorf("memory: %q is not a number of GiB (fractions allowed: 1.5)", f.Memory))
+	} else {
+		cfg.Memory = g
+	}
 	num("disk", f.Disk, &cfg.Disk)
 	cfg.PortBindAddress = f.PortBindAddress
 	cfg.Shares = slices.Clone(f.Shares)
 	if len(errs) > 0 {
 		return cur, errors.Join(errs...)
 	}
-	if cfg.Disk < cur.Disk {
-		return cur, fmt.Errorf("disk: %d GiB is smaller than the current %d GiB: the data disk can only grow", cfg.Disk, cur.Disk)
+	if err := store.CheckChange(cur, cfg); err != nil {
+		return cur, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return cur, err

@@ -1,5 +1,11 @@
 // Package gui is berth's tray app: a client of one instance's control API (hostd.sock)
-// and of its forwarded Docker socket, and nothing else. See docs/tray.md.
+// and of its forwarded Docker socket. See docs/tray.md.
+//
+// Besides those two sockets it touches the instance's directory the way the CLI does, for
+// what no running daemon can answer: Preferences reads and writes berth.yaml through
+// host/store (the settings apply at the next start, and a stopped instance has no daemon to
+// ask), the logs window reads hostd.log and console.log, the reconnect loop watches the
+// directory for a daemon started elsewhere, and Start spawns the daemon (Options.Start).
 //
 // The logic is plain Go and tested without a display: Controller follows the daemon and
 // the engine and runs actions; Snapshot, Menu and PrefsForm are values computed from it.
@@ -10,7 +16,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 )
 
@@ -65,7 +70,7 @@ func (s Snapshot) Look() Look {
 	switch {
 	case s.Busy == BusyStarting || s.Busy == BusyRestarting:
 		return LookStarting
-	case s.State == api.StateRunning:
+	case s.State == api.StateRunning || s.State == api.StatePaused:
 		return LookRunning
 	case s.State == api.StateStarting || s.State == api.StateStopping || s.Busy == BusyStopping:
 		return LookStarting
@@ -98,6 +103,8 @@ func (s Snapshot) Headline() string {
 		return fmt.Sprintf("%s: stopping…", name)
 	case api.StateRunning:
 		return fmt.Sprintf("%s: running", name)
+	case api.StatePaused:
+		return fmt.Sprintf("%s: paused while idle (resumes on use)", name)
 	case api.StateDegraded:
 		return fmt.Sprintf("%s: degraded (Docker engine restarting)", name)
 	case api.StateError:
@@ -114,7 +121,7 @@ func (s Snapshot) Headline() string {
 
 // Up reports whether the engine is (or should soon be) usable: Running or Degraded.
 func (s Snapshot) Up() bool {
-	return s.State == api.StateRunning || s.State == api.StateDegraded
+	return api.Up(s.State)
 }
 
 // Menu item labels; the automation hook clicks items by these names.
@@ -160,9 +167,9 @@ func Menu(s Snapshot) []MenuItem {
 	}
 }
 
-// DiskNearlyFull is the share of the data disk above which the tray warns. The guest
-// reports a crossing of it at once (proto.TypeDisk), so the warning comes during a run.
-const DiskNearlyFull = proto.DiskNearlyFull
+// DiskNearlyFull is the share of the data disk above which the tray warns. The daemon
+// reports a crossing of it at once (api.EventDisk), so the warning comes during a run.
+const DiskNearlyFull = api.DiskNearlyFull
 
 // DiskRearm is the share the data disk must fall below before the next crossing of
 // DiskNearlyFull warns again: a user who cleans up and fills it again is told again, and

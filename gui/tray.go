@@ -102,9 +102,6 @@ func (t *Tray) Menu() *fyne.Menu { return t.menu }
 // Icon returns the tray icon shown now.
 func (t *Tray) Icon() fyne.Resource { return t.icons[t.look] }
 
-// Controller returns the controller the tray follows.
-func (t *Tray) Controller() *Controller { return t.ctrl }
-
 func (t *Tray) buildMenu() *fyne.Menu {
 	show := func(name string) func() { return func() { t.showWindow(name) } }
 	actions := map[string]func(){
@@ -163,9 +160,6 @@ func (t *Tray) refresh(force bool) {
 func (t *Tray) background(fn func(context.Context) error) {
 	go fn(t.ctx)
 }
-
-// Restart restarts the instance in the background (Preferences' "Restart now").
-func (t *Tray) Restart() { t.background(t.ctrl.Restart) }
 
 // Click runs a menu item's action by its ID (Item*) or its label, as a click would. It
 // must run on the Do goroutine.

@@ -160,10 +160,6 @@ func (u *UI) StopOnQuit() bool { return LoadSettings().StopOnQuit }
 // Close ends background work.
 func (u *UI) Close() { u.cancel() }
 
-// Icon returns the icon of the instance's state now (the tray's, also shown in the
-// container window).
-func (u *UI) Icon() fyne.Resource { return u.icons[u.ctrl.Snapshot().Look()] }
-
 // SetMenu makes m the container window's menu bar (UIOptions.Menu); call it before the
 // window first shows.
 func (u *UI) SetMenu(m *fyne.Menu) { u.opts.Menu = m }

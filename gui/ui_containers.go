@@ -135,7 +135,7 @@ func statusDetail(s Snapshot) string {
 	st := s.Status
 	parts := []string{}
 	if st.CPUs > 0 {
-		parts = append(parts, fmt.Sprintf("%d CPUs, %d GiB memory, %d GiB disk", st.CPUs, st.MemoryGiB, st.DiskGiB))
+		parts = append(parts, fmt.Sprintf("%d CPUs, %g GiB memory, %d GiB disk", st.CPUs, st.MemoryGiB, st.DiskGiB))
 	}
 	if s.Up() {
 		if g := st.Guest; g != nil && g.EngineVersion != "" {

@@ -62,14 +62,6 @@ func (u *UI) ShowPreferences() {
 	u.prefs.win.RequestFocus()
 }
 
-// PreferencesWindow returns the Preferences window, or nil before it was first shown.
-func (u *UI) PreferencesWindow() fyne.Window {
-	if u.prefs == nil {
-		return nil
-	}
-	return u.prefs.win
-}
-
 func newPrefsWindow(u *UI) *prefsWindow {
 	p := &prefsWindow{u: u}
 	p.win = u.app.NewWindow("berth — preferences")

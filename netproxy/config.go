@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 
+	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/containers/gvisor-tap-vsock/pkg/types"
 )
 
@@ -33,7 +34,7 @@ func DefaultConfig() Config {
 
 func (c Config) withDefaults() Config {
 	if c.Subnet == "" {
-		c.Subnet = "192.168.127.0/24"
+		c.Subnet = proto.Subnet
 	}
 	if p, err := netip.ParsePrefix(c.Subnet); err == nil && p.Addr().Is4() && p.Bits() <= maxPrefixBits {
 		p = p.Masked()

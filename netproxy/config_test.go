@@ -1,6 +1,10 @@
 package netproxy
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/berth-dev/berth/guestagent/proto"
+)
 
 func TestDefaultConfig(t *testing.T) {
 	want := Config{
@@ -68,5 +72,13 @@ func TestConfigValidate(t *testing.T) {
 func TestNewRejectsInvalidConfig(t *testing.T) {
 	if _, err := New(Config{GuestMAC: "nope"}, nil); err == nil {
 		t.Fatal("New accepted an invalid config")
+	}
+}
+
+// TestDefaultsMatchContract: the defaults are the addresses the guest side assumes.
+func TestDefaultsMatchContract(t *testing.T) {
+	c := DefaultConfig()
+	if c.GuestIP != proto.GuestIP || c.HostIP != proto.HostNATIP || c.Subnet != proto.Subnet {
+		t.Errorf("defaults %+v do not match the guest contract (proto)", c)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"sync"
 
 	"github.com/containers/gvisor-tap-vsock/pkg/virtualnetwork"
@@ -60,28 +59,7 @@ func New(cfg Config, log *slog.Logger) (*Network, error) {
 	return &Network{cfg: cfg, log: log, vn: vn, ctx: ctx, cancel: cancel}, nil
 }
 
-// Config returns the network's configuration with defaults applied.
-func (n *Network) Config() Config { return n.cfg }
-
-// DialGuestTCP dials a TCP port on the guest (GuestIP) through the userspace stack. It fails
-// until the guest has brought eth0 up with its address.
-func (n *Network) DialGuestTCP(ctx context.Context, port int) (net.Conn, error) {
-	if port < 1 || port > 65535 {
-		return nil, fmt.Errorf("failed to dial guest: invalid port %d", port)
-	}
-	if n.ctx.Err() != nil {
-		return nil, ErrClosed
-	}
-	addr := net.JoinHostPort(n.cfg.GuestIP, strconv.Itoa(port))
-	conn, err := n.vn.DialContextTCP(ctx, addr)
-	if err != nil {
-		return nil, fmt.Errorf("failed to dial guest %s: %w", addr, err)
-	}
-	return conn, nil
-}
-
-// Close detaches every VM link and waits for their goroutines. Connections returned by
-// DialGuestTCP belong to the caller. gvisor-tap-vsock v0.8.9 has no way to stop its stack, so
+// Close detaches every VM link and waits for their goroutines. gvisor-tap-vsock v0.8.9 has no way to stop its stack, so
 // the (idle) gateway DHCP/DNS goroutines stay until the process exits; hostd runs one Network
 // per process, so that is bounded. Close is idempotent.
 func (n *Network) Close() error {

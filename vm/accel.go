@@ -37,10 +37,8 @@ func ChooseAccel(h Host, guestArch, forced string) (string, error) {
 		}
 		return "hvf", nil
 	case "whpx":
-		if h.GOOS != "windows" || !native {
-			return "", fmt.Errorf("accelerator whpx requested but unavailable: needs Windows and a guest of the host's architecture")
-		}
-		return "whpx", nil
+		// Hyper-V is what the WSL2 driver runs on; QEMU is not a driver on Windows.
+		return "", fmt.Errorf("accelerator whpx is Hyper-V, which berth uses through WSL2 on Windows; QEMU takes kvm, hvf or tcg")
 	default:
 		return "", fmt.Errorf("unknown accelerator %q (want auto, kvm, hvf, whpx or tcg)", forced)
 	}
@@ -54,8 +52,6 @@ func ChooseAccel(h Host, guestArch, forced string) (string, error) {
 		}
 	case "darwin":
 		return "hvf", nil
-	case "windows":
-		return "whpx", nil
 	}
 	return "tcg", nil
 }

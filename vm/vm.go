@@ -33,11 +33,16 @@ type Config struct {
 
 	// ConsoleLog receives the guest's serial console.
 	ConsoleLog string
+	// StateDir is the instance's directory; a driver keeps files of its own (the WSL
+	// distribution) under StateDir/<driver name>.
+	StateDir string
+	// ImageDir holds the guest image (kernel, initrd, root.img and, for WSL, rootfs.tar).
+	ImageDir string
 	// RuntimeDir holds driver sockets (QMP, agent channel). It must be short: macOS unix
 	// socket paths are limited to 104 bytes.
 	RuntimeDir string
 
-	// Accel forces an accelerator ("kvm", "hvf", "whpx", "tcg"); empty picks one.
+	// Accel forces an accelerator ("kvm", "hvf", "tcg"; "whpx" for WSL2); empty picks one.
 	Accel string
 }
 
@@ -63,9 +68,9 @@ type Share struct {
 	Tag      string
 	HostPath string
 	ReadOnly bool
-	// VirtiofsSocket is a running vhost-user-fs server (virtiofsd) for QEMU; when empty
-	// QEMU serves the share over 9p. vz serves virtiofs itself and ignores it.
-	VirtiofsSocket string
+	// Device is how the share reaches the guest (ShareVirtiofs, Share9P, ShareDrvfs), as
+	// the driver's Caps.ShareDevice chose it.
+	Device string
 }
 
 // AgentChannel says how the agent is reached. Drivers use vsock where the hypervisor offers
@@ -113,20 +118,21 @@ type IOError struct {
 // ErrUnsupported is wrapped by drivers for configuration they cannot honour.
 var ErrUnsupported = errors.New("not supported by this driver")
 
-var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,30}$`)
+// plainName is what a driver may build file, process and distribution names from. The
+// instance-name rule itself (store.ValidName) is stricter.
+var plainName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
-// ValidName reports whether name is acceptable as an instance name. Names become paths,
-// docker context names and socket paths, so they are kept short and plain.
-func ValidName(name string) error {
-	if !nameRE.MatchString(name) {
-		return fmt.Errorf("invalid instance name %q: use 1-31 lower-case letters, digits and '-', starting with a letter or digit", name)
+// CheckName refuses a VM name a driver cannot build names from.
+func CheckName(name string) error {
+	if !plainName.MatchString(name) {
+		return fmt.Errorf("invalid VM name %q: letters, digits, '.', '_' and '-' only", name)
 	}
 	return nil
 }
 
 // Validate checks what every driver needs.
 func (c *Config) Validate() error {
-	if err := ValidName(c.Name); err != nil {
+	if err := CheckName(c.Name); err != nil {
 		return err
 	}
 	switch c.Arch {

@@ -74,18 +74,21 @@ func AgentHandshake(rw io.ReadWriter) error {
 func discardUntil(r io.Reader, match func([]byte) bool) error {
 	var line []byte
 	var b [1]byte
+	long := false // the line ran past maxSyncLine: garbage, never a match
 	for {
 		if _, err := io.ReadFull(r, b[:]); err != nil {
 			return err
 		}
 		switch {
 		case b[0] == '\n':
-			if match(line) {
+			if !long && match(line) {
 				return nil
 			}
-			line = line[:0]
+			line, long = line[:0], false
 		case len(line) < maxSyncLine:
 			line = append(line, b[0])
+		default:
+			long = true
 		}
 	}
 }

@@ -13,6 +13,12 @@ import (
 // edge-triggered: the callback runs again when the hangup arrives. Only unix sockets say
 // this; for others it returns false when c is closed.
 func waitHangup(c HalfCloser) bool {
+	// A connection seen through a filter (host/dockerproxy) is watched underneath.
+	if w, ok := c.(interface{ NetConn() net.Conn }); ok {
+		if nc, ok := w.NetConn().(HalfCloser); ok {
+			c = nc
+		}
+	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		return false

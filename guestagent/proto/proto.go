@@ -42,15 +42,16 @@ const (
 
 // Request is the first line of every stream.
 type Request struct {
-	Type         string       `json:"type"`
-	TimeUnixNano int64        `json:"timeUnixNano,omitempty"`
-	Exec         *ExecRequest `json:"exec,omitempty"`
-	Log          string       `json:"log,omitempty"`
-	Follow       bool         `json:"follow,omitempty"`
-	Port         int          `json:"port,omitempty"`
-	Mounts       []Mount      `json:"mounts,omitempty"`
-	IP           string       `json:"ip,omitempty"`     // guest address to dial for forward/udp
-	Stream       uint32       `json:"stream,omitempty"` // the stream a TypeCancel is about
+	Type         string        `json:"type"`
+	TimeUnixNano int64         `json:"timeUnixNano,omitempty"`
+	Exec         *ExecRequest  `json:"exec,omitempty"`
+	Log          string        `json:"log,omitempty"`
+	Follow       bool          `json:"follow,omitempty"`
+	Port         int           `json:"port,omitempty"`
+	Mounts       []Mount       `json:"mounts,omitempty"`
+	IP           string        `json:"ip,omitempty"`     // guest address to dial for forward/udp
+	Stream       uint32        `json:"stream,omitempty"` // the stream a TypeCancel is about
+	Engine       *EngineConfig `json:"engine,omitempty"` // TypeEngineConfig (engine.go)
 }
 
 // TypeCancel tears down stream Request.Stream of the same session on the agent's side:
@@ -65,6 +66,7 @@ type Response struct {
 	Error  string        `json:"error,omitempty"`
 	Info   *Info         `json:"info,omitempty"`
 	Mounts []MountResult `json:"mounts,omitempty"`
+	Clock  *ClockResult  `json:"clock,omitempty"` // TypeClock (idle.go)
 }
 
 // Info describes the guest.
@@ -81,6 +83,19 @@ type Info struct {
 	EngineVersion string        `json:"engineVersion,omitempty"`
 	IP            string        `json:"ip,omitempty"`
 	DataDisk      DiskUsage     `json:"dataDisk"`
+
+	// The engine stack's versions as the running dockerd reports them in GET /version (what
+	// `docker version` prints as Server: API version, containerd, runc, docker-init), with
+	// `containerd --version` / `runc --version` standing in for a component dockerd leaves
+	// out. Empty until the engine first answers. Additions within Version 1: an older agent
+	// leaves them out.
+	EngineAPIVersion  string `json:"engineAPIVersion,omitempty"`
+	ContainerdVersion string `json:"containerdVersion,omitempty"`
+	RuncVersion       string `json:"runcVersion,omitempty"`
+	InitVersion       string `json:"initVersion,omitempty"` // docker-init (tini)
+	// OS is the guest image's distribution, /etc/os-release's PRETTY_NAME
+	// ("Debian GNU/Linux 13 (trixie)").
+	OS string `json:"os,omitempty"`
 }
 
 // DiskUsage of the data disk in bytes.
@@ -100,7 +115,8 @@ const DiskNearlyFull = 0.90
 
 // NearlyFull reports whether more than DiskNearlyFull of the disk is used.
 func (u DiskUsage) NearlyFull() bool {
-	return u.Total > 0 && u.Used*100 > u.Total*uint64(DiskNearlyFull*100)
+	// In floating point: the integer products overflow for the largest values.
+	return u.Total > 0 && float64(u.Used) > DiskNearlyFull*float64(u.Total)
 }
 
 // EngineState is the Docker engine's state as the agent sees it.
@@ -138,6 +154,14 @@ const (
 	FrameResize     byte = 3 // host → guest: rows, cols as two big-endian uint16
 	FrameExit       byte = 4 // guest → host: exit code as big-endian int32; last frame
 	FrameStdinClose byte = 5 // host → guest: no more stdin
+)
+
+// Datagram frames: what a udp stream carries, in the framing of exec frames. A udp stream
+// is no exec session, so its kinds have names of their own; their values are the ones udp
+// streams have used since protocol 2, so the wire is unchanged.
+const (
+	FrameDatagramToGuest   byte = 0 // host → guest: one datagram for the guest port
+	FrameDatagramFromGuest byte = 1 // guest → host: one datagram the guest port sent back
 )
 
 // MaxFrame bounds a frame's payload so a corrupt stream cannot make us allocate wildly.
@@ -316,20 +340,25 @@ func YamuxConfig() *yamux.Config {
 const (
 	TypePorts   = "ports"   // the agent writes the full []Port list as one JSON line on every change
 	TypeForward = "forward" // raw TCP byte pipe to Request.Port in the guest (half-close kept)
-	TypeUDP     = "udp"     // framed datagrams (FrameStdin out, FrameStdout back) to Request.Port
+	TypeUDP     = "udp"     // datagram frames (FrameDatagram*) to and from Request.Port
 )
 
 // Port is one port the guest wants on the host.
 type Port struct {
-	Proto     string `json:"proto"`               // "tcp" or "udp"
-	HostIP    string `json:"hostIP"`              // the address asked for: "0.0.0.0", "::", "127.0.0.1", ...
+	Proto string `json:"proto"` // "tcp" or "udp"
+	// GuestIP is the guest address the port is published on or listens on ("0.0.0.0",
+	// "::", "127.0.0.1", ...): the agent dials it for a forward (a wildcard through
+	// loopback), and the host binds the matching family. Its wire name stays "hostIP" (the
+	// name it had in protocol 2, when it was taken from Docker's HostIp) until the next
+	// Version bump.
+	GuestIP   string `json:"hostIP"`
 	Port      int    `json:"port"`                // the port on the host, and in the guest
 	Container string `json:"container,omitempty"` // container name; empty for a plain listener
 	Source    string `json:"source"`              // "container" or "listener"
 }
 
 // Key identifies a forward.
-func (p Port) Key() string { return fmt.Sprintf("%s/%s/%d", p.Proto, p.HostIP, p.Port) }
+func (p Port) Key() string { return fmt.Sprintf("%s/%s/%d", p.Proto, p.GuestIP, p.Port) }
 
 // Shared directories (see docs/file-sharing.md).
 const (

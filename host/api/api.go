@@ -2,11 +2,7 @@
 // socket. The CLI and the tray are both clients of it. See docs/control-api.md.
 package api
 
-import (
-	"time"
-
-	"github.com/berth-dev/berth/guestagent/proto"
-)
+import "time"
 
 // States of an instance.
 const (
@@ -16,6 +12,9 @@ const (
 	StateDegraded = "Degraded"
 	StateStopping = "Stopping"
 	StateError    = "Error"
+	// StateBroken is never a daemon's: `berth list` and the tray show it for an instance
+	// whose berth.yaml does not read (hostd cannot start it). `berth delete` removes it.
+	StateBroken = "Broken"
 )
 
 // Start phases, in order.
@@ -37,17 +36,25 @@ type Status struct {
 	Accel         string        `json:"accel,omitempty"`
 	Arch          string        `json:"arch,omitempty"`
 	CPUs          int           `json:"cpus"`
-	MemoryGiB     int           `json:"memoryGiB"`
+	MemoryGiB     float64       `json:"memoryGiB"` // fractions allowed: 2.5
+	MemoryMiB     int           `json:"memoryMiB"`
 	DiskGiB       int           `json:"diskGiB"`
 	DockerSocket  string        `json:"dockerSocket"`
 	DockerContext string        `json:"dockerContext"`
 	StartedAt     time.Time     `json:"startedAt,omitzero"`
 	Phases        []PhaseTiming `json:"phases,omitempty"`
 	Ports         []PortForward `json:"ports,omitempty"`
-	Guest         *proto.Info   `json:"guest,omitempty"`
+	Guest         *Guest        `json:"guest,omitempty"`
 	// Hostd is the daemon's own footprint, for diagnostics and the leak checks of the
 	// reliability suite (docs/reliability.md).
 	Hostd *Process `json:"hostd,omitempty"`
+	// Idle and Clock: the idle pause and the guest clock (idle.go).
+	Idle  *Idle  `json:"idle,omitempty"`
+	Clock *Clock `json:"clock,omitempty"`
+
+	// Cluster is the cluster the instance is a node of (docs/cluster.md); `berth list`
+	// fills it from the config.
+	Cluster string `json:"cluster,omitempty"`
 }
 
 // Process is a process's footprint.
@@ -76,13 +83,13 @@ type Event struct {
 	// Done marks the completion of Phase (otherwise the event starts it).
 	Done bool `json:"done,omitempty"`
 	// Disk is the guest's data-disk usage, on EventDisk events.
-	Disk *proto.DiskUsage `json:"disk,omitempty"`
+	Disk *DiskUsage `json:"disk,omitempty"`
 }
 
 // Event types.
 const (
 	// EventDisk: the guest's data-disk usage changed (by at least 1% of the disk, or it
-	// crossed proto.DiskNearlyFull); Status.Guest.DataDisk now holds the same value.
+	// crossed DiskNearlyFull); Status.Guest.DataDisk now holds the same value.
 	EventDisk = "disk"
 )
 

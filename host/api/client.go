@@ -12,8 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"time"
-
-	"github.com/berth-dev/berth/guestagent/proto"
 )
 
 // Bounds of a stop request when the caller's context has none: the daemon's own graceful
@@ -161,14 +159,15 @@ func (c *Client) Logs(ctx context.Context, name string, follow bool) (io.ReadClo
 	return resp.Body, nil
 }
 
-// ExecConn is an exec session: frames as in package proto.
+// ExecConn is an exec session: it carries the exec frames of the agent protocol
+// (docs/agent-protocol.md; guestagent/proto reads and writes them).
 type ExecConn struct {
 	net.Conn
 	R *bufio.Reader // read frames from here: it holds bytes read past the HTTP answer
 }
 
 // Exec starts a command in the guest and returns the upgraded connection.
-func (c *Client) Exec(ctx context.Context, req proto.ExecRequest) (*ExecConn, error) {
+func (c *Client) Exec(ctx context.Context, req ExecRequest) (*ExecConn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.sock)
 	if err != nil {

@@ -8,9 +8,10 @@ import (
 	"net"
 	"time"
 
+	"github.com/hashicorp/yamux"
+
 	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/vm"
-	"github.com/hashicorp/yamux"
 )
 
 // Agent liveness: the host asks the agent for its info every pingEvery and gives the

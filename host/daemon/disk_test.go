@@ -8,9 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/yamux"
+
 	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
-	"github.com/hashicorp/yamux"
 )
 
 // fakeDiskAgent is an agent session that answers a disk stream with the usages sent on
@@ -60,10 +61,9 @@ func fakeDiskAgent(t *testing.T, updates <-chan proto.DiskUsage, old bool) *agen
 // at boot.
 func runningDaemon(used, total uint64) *Daemon {
 	return &Daemon{
-		log:  slog.New(slog.DiscardHandler),
-		subs: map[chan api.Event]struct{}{},
+		log: slog.New(slog.DiscardHandler),
 		status: api.Status{State: api.StateRunning,
-			Guest: &proto.Info{Engine: proto.EngineRunning, DataDisk: proto.DiskUsage{Used: used, Total: total}}},
+			Guest: &api.Guest{Engine: api.EngineRunning, DataDisk: api.DiskUsage{Used: used, Total: total}}},
 	}
 }
 
@@ -100,7 +100,7 @@ func TestFollowDisk(t *testing.T) {
 			t.Errorf("event message %q, error %q", ev.Message, ev.Error)
 		}
 		// The status shows the same usage the event announced.
-		if g := d.Status().Guest; g.DataDisk.Used != used || g.Engine != proto.EngineRunning {
+		if g := d.Status().Guest; g.DataDisk.Used != used || g.Engine != api.EngineRunning {
 			t.Errorf("status guest %+v, want %d used", g, used)
 		}
 	}

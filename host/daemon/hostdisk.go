@@ -46,7 +46,7 @@ func (d *Daemon) watchHostDisk(ctx context.Context, drv vm.Driver) {
 		return
 	}
 	h := &hostDiskWatch{
-		d: d, w: w, path: d.inst.Path(store.DataDisk), free: hostFreeSpace,
+		d: d, w: w, path: d.inst.Path(store.DataDisk), free: store.FreeSpace,
 		poll: hostDiskPoll, margin: hostDiskMargin, settle: hostDiskSettle, maxWait: hostDiskMaxWait,
 	}
 	h.run(ctx)

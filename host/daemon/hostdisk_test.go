@@ -11,6 +11,7 @@ import (
 
 	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
+	"github.com/berth-dev/berth/host/store"
 	"github.com/berth-dev/berth/vm"
 )
 
@@ -341,11 +342,11 @@ func (plainDriver) Stop(context.Context, bool) error            { return nil }
 func (plainDriver) DialAgent(context.Context) (net.Conn, error) { return nil, errors.New("no") }
 
 func TestHostFreeSpace(t *testing.T) {
-	free, err := hostFreeSpace(t.TempDir())
+	free, err := store.FreeSpace(t.TempDir())
 	if err != nil || free == 0 {
 		t.Fatalf("hostFreeSpace = %d, %v", free, err)
 	}
-	if _, err := hostFreeSpace("/nonexistent/berth"); err == nil {
+	if _, err := store.FreeSpace("/nonexistent/berth"); err == nil {
 		t.Error("no error for a missing dir")
 	}
 }

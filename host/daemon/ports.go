@@ -12,9 +12,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/yamux"
+
 	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
-	"github.com/hashicorp/yamux"
 )
 
 // udpIdle ends a UDP peer's session after this long without traffic.
@@ -45,6 +46,7 @@ func HostBindIP(published string, bindAll bool) string {
 
 // portManager mirrors the guest's port list onto host listeners.
 type portManager struct {
+	ctx     context.Context                             // the run's: every forward and its connections end with it
 	agent   func(context.Context) (*agentClient, error) // the live session, waited for
 	bindAll bool
 	log     *slog.Logger
@@ -52,6 +54,10 @@ type portManager struct {
 
 	mu       sync.Mutex
 	forwards map[string]*forward
+
+	// hold, when set, counts a client connection until the returned func is called, and
+	// resumes a paused VM first (idle.go). Set before the first forward opens.
+	hold func(context.Context) func()
 }
 
 type forward struct {
@@ -62,8 +68,8 @@ type forward struct {
 	closeFn func()
 }
 
-func newPortManager(agent func(context.Context) (*agentClient, error), bindAll bool, log *slog.Logger, notify func(string, error)) *portManager {
-	return &portManager{agent: agent, bindAll: bindAll, log: log, notify: notify, forwards: map[string]*forward{}}
+func newPortManager(ctx context.Context, agent func(context.Context) (*agentClient, error), bindAll bool, log *slog.Logger, notify func(string, error)) *portManager {
+	return &portManager{ctx: ctx, agent: agent, bindAll: bindAll, log: log, notify: notify, forwards: map[string]*forward{}}
 }
 
 // follow applies every list the agent sends on this session until the stream ends. The
@@ -93,7 +99,7 @@ func (m *portManager) sync(list []proto.Port) {
 		if f, ok := m.forwards[k]; ok && f.state == "active" {
 			continue
 		}
-		f := &forward{port: p, hostIP: HostBindIP(p.HostIP, m.bindAll), closeFn: func() {}}
+		f := &forward{port: p, hostIP: HostBindIP(p.GuestIP, m.bindAll), closeFn: func() {}}
 		if err := m.open(f); err != nil {
 			f.state, f.err = "failed", err.Error()
 			m.log.Warn("port forward failed", "port", k, "err", err)
@@ -120,7 +126,7 @@ func (m *portManager) open(f *forward) error {
 		if err != nil {
 			return err
 		}
-		ctx, cancel := context.WithCancel(context.Background())
+		ctx, cancel := context.WithCancel(m.ctx)
 		done := make(chan struct{})
 		f.closeFn = func() { cancel(); ln.Close(); <-done }
 		go func() {
@@ -151,10 +157,13 @@ func (m *portManager) serveTCP(ctx context.Context, ln net.Listener, p proto.Por
 	proto.AcceptLoop(ctx, ln, m.log, func(c net.Conn) {
 		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
+		if m.hold != nil {
+			defer m.hold(octx)()
+		}
 		agent, err := m.agent(octx)
 		var st *yamux.Stream
 		if err == nil {
-			st, _, err = agent.open(octx, proto.Request{Type: proto.TypeForward, IP: p.HostIP, Port: p.Port})
+			st, _, err = agent.open(octx, proto.Request{Type: proto.TypeForward, IP: p.GuestIP, Port: p.Port})
 		}
 		if err != nil {
 			m.log.Debug("forward refused", "port", p.Port, "err", err)
@@ -226,11 +235,11 @@ func (m *portManager) serveUDP(pc *net.UDPConn, p proto.Port) {
 		s := sessions[key]
 		mu.Unlock()
 		if s == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(m.ctx, 10*time.Second)
 			agent, err := m.agent(ctx)
 			var st *yamux.Stream
 			if err == nil {
-				st, _, err = agent.open(ctx, proto.Request{Type: proto.TypeUDP, IP: p.HostIP, Port: p.Port})
+				st, _, err = agent.open(ctx, proto.Request{Type: proto.TypeUDP, IP: p.GuestIP, Port: p.Port})
 			}
 			cancel()
 			if err != nil {
@@ -251,7 +260,7 @@ func (m *portManager) serveUDP(pc *net.UDPConn, p proto.Port) {
 					if err != nil {
 						return
 					}
-					if kind == proto.FrameStdout {
+					if kind == proto.FrameDatagramFromGuest {
 						pc.WriteToUDP(payload, peer)
 					}
 				}
@@ -260,7 +269,10 @@ func (m *portManager) serveUDP(pc *net.UDPConn, p proto.Port) {
 		mu.Lock()
 		s.last = time.Now()
 		mu.Unlock()
-		if err := proto.WriteFrame(s.st, proto.FrameStdin, buf[:n]); err != nil && !errors.Is(err, io.EOF) {
+		if m.hold != nil {
+			m.hold(context.Background())() // a datagram is activity, and wakes a paused VM
+		}
+		if err := proto.WriteFrame(s.st, proto.FrameDatagramToGuest, buf[:n]); err != nil && !errors.Is(err, io.EOF) {
 			s.st.Close()
 			mu.Lock()
 			delete(sessions, key)
@@ -276,7 +288,7 @@ func (m *portManager) list() []api.PortForward {
 	out := []api.PortForward{}
 	for _, f := range m.forwards {
 		out = append(out, api.PortForward{
-			Proto: f.port.Proto, HostIP: f.hostIP, HostPort: f.port.Port, GuestIP: f.port.HostIP,
+			Proto: f.port.Proto, HostIP: f.hostIP, HostPort: f.port.Port, GuestIP: f.port.GuestIP,
 			GuestPort: f.port.Port, Container: f.port.Container, Source: f.port.Source,
 			State: f.state, Error: f.err,
 		})

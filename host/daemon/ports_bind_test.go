@@ -24,12 +24,12 @@ func TestBindAllBothFamilies(t *testing.T) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	m := newPortManager(nil, true, slog.New(slog.DiscardHandler), func(string, error) {})
+	m := newPortManager(t.Context(), nil, true, slog.New(slog.DiscardHandler), func(string, error) {})
 	m.sync([]proto.Port{
-		{Proto: "tcp", HostIP: "0.0.0.0", Port: port, Source: "container"},
-		{Proto: "tcp", HostIP: "::", Port: port, Source: "container"},
-		{Proto: "udp", HostIP: "0.0.0.0", Port: port, Source: "container"},
-		{Proto: "udp", HostIP: "::", Port: port, Source: "container"},
+		{Proto: "tcp", GuestIP: "0.0.0.0", Port: port, Source: "container"},
+		{Proto: "tcp", GuestIP: "::", Port: port, Source: "container"},
+		{Proto: "udp", GuestIP: "0.0.0.0", Port: port, Source: "container"},
+		{Proto: "udp", GuestIP: "::", Port: port, Source: "container"},
 	})
 	defer m.closeAll()
 	for _, f := range m.list() {

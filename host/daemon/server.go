@@ -33,9 +33,11 @@ func (d *Daemon) apiServer() *http.Server {
 		writeJSON(w, http.StatusOK, ports)
 	})
 	mux.HandleFunc("POST /v1/stop", d.handleStop)
+	mux.HandleFunc("POST /v1/pause", d.handlePause)
+	mux.HandleFunc("POST /v1/resume", d.handleResume)
 	mux.HandleFunc("POST /v1/exec", d.handleExec)
 	mux.HandleFunc("GET /v1/logs", d.handleLogs)
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	return &http.Server{Handler: d.idleAPI(mux), ReadHeaderTimeout: 10 * time.Second}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -110,7 +112,7 @@ func (d *Daemon) agentFor(w http.ResponseWriter) *agentClient {
 // handleExec upgrades the connection and bridges it to an agent exec stream; from then on
 // the client speaks the exec frames of package proto directly with the agent.
 func (d *Daemon) handleExec(w http.ResponseWriter, r *http.Request) {
-	var req proto.ExecRequest
+	var req api.ExecRequest
 	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
 		writeError(w, http.StatusBadRequest, fmt.Errorf("bad exec request: %w", err))
 		return
@@ -120,7 +122,8 @@ func (d *Daemon) handleExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	st, _, err := agent.open(ctx, proto.Request{Type: proto.TypeExec, Exec: &req})
+	st, _, err := agent.open(ctx, proto.Request{Type: proto.TypeExec, Exec: &proto.ExecRequest{
+		Argv: req.Argv, Env: req.Env, Dir: req.Dir, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols}})
 	cancel()
 	if err != nil {
 		writeError(w, http.StatusBadGateway, err)

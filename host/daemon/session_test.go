@@ -14,13 +14,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/yamux"
+	"golang.org/x/sys/unix"
+
 	"github.com/berth-dev/berth/guestagent"
 	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/guestagent/proto/prototest"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/store"
-	"github.com/hashicorp/yamux"
-	"golang.org/x/sys/unix"
 )
 
 // fakeVM is a vm.Driver whose agent channel is the real guestagent.Server on a socket pair,
@@ -61,7 +62,6 @@ func testDaemon() *Daemon {
 	return &Daemon{
 		inst:     &store.Instance{Name: "t"},
 		log:      slog.New(slog.DiscardHandler),
-		subs:     map[chan api.Event]struct{}{},
 		stopping: make(chan struct{}),
 		vmDone:   make(chan struct{}),
 		shares:   &shares{},
@@ -79,7 +79,7 @@ func startSessions(t *testing.T, d *Daemon, vm *fakeVM) (context.Context, *agent
 		t.Fatal(err)
 	}
 	d.setAgent(agent)
-	d.ports = newPortManager(d.liveAgent, false, d.log, func(string, error) {})
+	d.ports = newPortManager(ctx, d.liveAgent, false, d.log, func(string, error) {})
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()

@@ -3,17 +3,16 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/hashicorp/yamux"
 
 	"github.com/berth-dev/berth/fileshare"
 	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/vm"
-	"github.com/hashicorp/yamux"
 )
 
 // shares tracks an instance's shared directories.
@@ -22,7 +21,6 @@ type shares struct {
 	list     []fileshare.Share
 	types    []string
 	mounts   []api.Mount
-	daemons  []*exec.Cmd // virtiofsd processes
 	watchers []*fileshare.Watcher
 	notify   notifier
 }
@@ -73,37 +71,24 @@ func (n *notifier) serve(ctx context.Context, agent *agentClient) error {
 	return st.Close()
 }
 
-// prepareShares validates the shares and starts what serves them on the host. It runs
-// before the VM starts so a bad share is an immediate, clear error.
-func (d *Daemon) prepareShares(ctx context.Context, runDir string) ([]vm.Share, error) {
+// prepareShares validates the shares and picks each one's device (caps.ShareDevice); the
+// driver serves them. It runs before the VM starts so a bad share is an immediate, clear
+// error.
+func (d *Daemon) prepareShares(caps vm.Caps) ([]vm.Share, error) {
 	list := d.cfg.Shares
 	if err := fileshare.Validate(list); err != nil {
 		return nil, fmt.Errorf("invalid shares in %s: %w", d.inst.Path("berth.yaml"), err)
 	}
-	driver := platformDriverName(d.cfg)
-	d.shares.mu.Lock()
-	d.shares.list = list
-	d.shares.mu.Unlock()
-	var out []vm.Share
+	out := make([]vm.Share, len(list))
+	types := make([]string, len(list))
 	for i, s := range list {
-		typ := fileshare.DeviceFor(driver, os.Geteuid() == 0, s.ReadOnly, fileshare.HasVirtiofsd())
-		vs := vm.Share{Tag: fileshare.Tag(i), HostPath: filepath.Clean(s.Path), ReadOnly: s.ReadOnly}
-		if typ == fileshare.Virtiofs && driver == "qemu" {
-			sock := filepath.Join(runDir, fmt.Sprintf("vfs%d.sock", i))
-			cmd, err := fileshare.StartVirtiofsd(ctx, vs.HostPath, sock, d.log.With("component", "virtiofsd"))
-			if err != nil {
-				return nil, err
-			}
-			d.shares.mu.Lock()
-			d.shares.daemons = append(d.shares.daemons, cmd)
-			d.shares.mu.Unlock()
-			vs.VirtiofsSocket = sock
-		}
-		d.shares.mu.Lock()
-		d.shares.types = append(d.shares.types, typ)
-		d.shares.mu.Unlock()
-		out = append(out, vs)
+		out[i] = vm.Share{Tag: fileshare.Tag(i), HostPath: filepath.Clean(s.Path), ReadOnly: s.ReadOnly}
+		out[i].Device = caps.ShareDevice(out[i])
+		types[i] = out[i].Device
 	}
+	d.shares.mu.Lock()
+	d.shares.list, d.shares.types = list, types
+	d.shares.mu.Unlock()
 	return out, nil
 }
 
@@ -203,15 +188,4 @@ func (d *Daemon) mountList() []api.Mount {
 		out = append(out, m)
 	}
 	return out
-}
-
-// stopShares ends the host side of the shares.
-func (d *Daemon) stopShares() {
-	d.shares.mu.Lock()
-	defer d.shares.mu.Unlock()
-	for _, c := range d.shares.daemons {
-		if c.Process != nil {
-			c.Process.Kill()
-		}
-	}
 }

@@ -7,6 +7,7 @@
 package image
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -22,9 +23,9 @@ import (
 	"github.com/berth-dev/berth/host/store"
 )
 
-// The files of an image. Kernel, initrd and root are required (the daemon's FindImage
-// checks the same three); the manifest describes them; rootfs.tar is the WSL2 driver's root
-// and exists only in Windows images.
+// The files of an image. Kernel, initrd and root are required (Find checks the same
+// three); the manifest describes them; rootfs.tar is the WSL2 driver's root and exists only
+// in Windows images.
 const (
 	Kernel   = "vmlinuz"
 	Initrd   = "initrd.img"
@@ -106,6 +107,45 @@ func FindSystem(arch string) string {
 	return ""
 }
 
+// Image is a guest image on disk.
+type Image struct{ Dir, Kernel, Initrd, Root string }
+
+// Dir is where the guest image for cfg.Arch is looked for, in this order: the config's
+// images dir, $BERTH_IMAGES, the per-user directory (~/.berth/_images), then the read-only
+// image an installed package ships (SystemDirs). chosen says the user named the place (the
+// config or BERTH_IMAGES), so nothing else is searched or downloaded. docs/install.md
+// lists the order.
+func Dir(cfg store.Config) (dir string, chosen bool, err error) {
+	if base := cmp.Or(cfg.Images, os.Getenv("BERTH_IMAGES")); base != "" {
+		return filepath.Join(base, cfg.Arch), true, nil
+	}
+	dir, err = UserDir(cfg.Arch)
+	if err != nil {
+		return "", false, err
+	}
+	if !Complete(dir) {
+		if sys := FindSystem(cfg.Arch); sys != "" {
+			return sys, false, nil
+		}
+	}
+	return dir, false, nil
+}
+
+// Find locates the guest image for cfg.Arch (see Dir) and checks that it is complete.
+func Find(cfg store.Config) (Image, error) {
+	dir, _, err := Dir(cfg)
+	if err != nil {
+		return Image{}, err
+	}
+	img := Image{Dir: dir, Kernel: filepath.Join(dir, Kernel), Initrd: filepath.Join(dir, Initrd), Root: filepath.Join(dir, Root)}
+	for _, p := range []string{img.Kernel, img.Initrd, img.Root} {
+		if _, err := os.Stat(p); err != nil {
+			return img, fmt.Errorf("guest image for %s not found (%s is missing): install one with `berth install --image-url URL` (see docs/install.md), or point BERTH_IMAGES at a directory holding %s/", cfg.Arch, p, cfg.Arch)
+		}
+	}
+	return img, nil
+}
+
 // EnsureFor runs before a start: when no image for cfg.Arch is found where the daemon looks
 // and BERTH_IMAGE_URL is set, it downloads the bundle (https only, checked against
 // BERTH_IMAGE_SHA256 or the checksum built into berth) into the per-user directory, showing
@@ -113,15 +153,12 @@ func FindSystem(arch string) string {
 // (the user chose it; the daemon reports what is missing) or when no URL is set.
 func EnsureFor(ctx context.Context, cfg store.Config, w io.Writer) error {
 	url := os.Getenv(EnvURL)
-	if url == "" || cfg.Images != "" || os.Getenv("BERTH_IMAGES") != "" {
+	if url == "" {
 		return nil
 	}
-	dir, err := UserDir(cfg.Arch)
-	if err != nil {
+	dir, chosen, err := Dir(cfg)
+	if err != nil || chosen || Complete(dir) {
 		return err
-	}
-	if Complete(dir) || FindSystem(cfg.Arch) != "" {
-		return nil
 	}
 	fmt.Fprintf(w, "No guest image for %s is installed: downloading it from %s (%s)\n", cfg.Arch, ExpandURL(url, cfg.Arch), EnvURL)
 	if _, err := store.EnsureRoot("berth (image download)"); err != nil {

@@ -48,11 +48,11 @@ func Status(ctx context.Context, inst *store.Instance) (api.Status, error) {
 		DockerContext: dockerctx.Name(inst.Name),
 	}
 	if err != nil {
-		st.State = "Broken"
+		st.State = api.StateBroken
 		st.Error = err.Error()
 		return st, nil
 	}
-	st.Arch, st.CPUs, st.MemoryGiB, st.DiskGiB = cfg.Arch, cfg.CPUs, cfg.Memory, cfg.Disk
+	st.Arch, st.CPUs, st.MemoryGiB, st.MemoryMiB, st.DiskGiB = cfg.Arch, cfg.CPUs, cfg.Memory, cfg.MemoryMiB(), cfg.Disk
 	if rec := inst.ReadState(); rec.State == api.StateError {
 		st.Error = "last run failed: " + rec.Error
 	}

@@ -1,19 +1,24 @@
-package daemon
+// Package localsock owns berth's local endpoints: unix sockets (stale-socket check, 0600,
+// peer credentials), the Windows named pipe the engine is served on, and the names of both.
+// hostd, the installer and the CLI use it; nothing else listens on or names an endpoint.
+package localsock
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
 	"os"
 	"time"
 )
 
-// listenUnix listens on path after making sure nothing of someone else's is there: a
+// Listen listens on path after making sure nothing of someone else's is there: a
 // stale socket of ours is removed, but a socket something answers on, or any file that is
 // not a socket, is left alone and reported.
-func listenUnix(path string) (net.Listener, error) {
-	if err := clearSocketPath(path); err != nil {
+func Listen(path string) (net.Listener, error) {
+	if err := ClearPath(path); err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("unix", path)
@@ -29,8 +34,8 @@ func listenUnix(path string) (net.Listener, error) {
 	return ln, nil
 }
 
-// clearSocketPath makes path free for a new socket, removing only a stale socket.
-func clearSocketPath(path string) error {
+// ClearPath makes path free for a new socket, removing only a stale socket.
+func ClearPath(path string) error {
 	st, err := os.Lstat(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -48,4 +53,37 @@ func clearSocketPath(path string) error {
 		}
 	}
 	return nil
+}
+
+// DockerPipeName is the named pipe an instance's engine is served on (Windows).
+func DockerPipeName(instance string) string { return "berth-" + instance }
+
+// DockerEndpoint is the DOCKER_HOST of an instance's engine on goos: its named pipe on
+// Windows, its unix socket (socketPath) elsewhere.
+func DockerEndpoint(goos, instance, socketPath string) (string, error) {
+	if goos == "windows" {
+		p, err := PipePath(DockerPipeName(instance))
+		if err != nil {
+			return "", err
+		}
+		return DockerHost(p), nil
+	}
+	return "unix://" + socketPath, nil
+}
+
+// Dial connects to the unix socket at path.
+func Dial(ctx context.Context, path string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "unix", path)
+}
+
+// HTTPClient speaks HTTP to the server on the unix socket at path; URLs take any host
+// ("http://berth/v1/status"). It has no overall timeout: callers bound each request
+// with its context, since some (events, logs) stream for as long as they are read.
+func HTTPClient(path string) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return Dial(ctx, path) },
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     30 * time.Second,
+	}}
 }

@@ -1,6 +1,6 @@
 //go:build linux || darwin
 
-package daemon
+package localsock
 
 import (
 	"log/slog"
@@ -8,11 +8,11 @@ import (
 	"os"
 )
 
-// peerCredListener drops connections from other users: the peer's uid (SO_PEERCRED on
+// PeerCredListener drops connections from other users: the peer's uid (SO_PEERCRED on
 // Linux, LOCAL_PEERCRED — getpeereid — on macOS) must be ours, or root's, who can reach
 // our files anyway. The sockets are 0600 in a 0700 directory already; this also holds if
 // someone loosens those modes. It guards the control socket and the docker socket.
-func peerCredListener(ln net.Listener, log *slog.Logger) net.Listener {
+func PeerCredListener(ln net.Listener, log *slog.Logger) net.Listener {
 	return &credListener{Listener: ln, log: log, uid: uint32(os.Getuid())}
 }
 

@@ -1,6 +1,6 @@
 //go:build linux || darwin
 
-package daemon
+package localsock
 
 import (
 	"errors"
@@ -46,10 +46,10 @@ func TestPeerCredListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(path, 0o777) // as if someone loosened the mode: only the uid check is left
-	ln := peerCredListener(raw, slog.New(slog.DiscardHandler))
+	ln := PeerCredListener(raw, slog.New(slog.DiscardHandler))
 	defer ln.Close()
 	if _, ok := ln.(*credListener); !ok {
-		t.Fatalf("peerCredListener returned %T: no peer check on this OS", ln)
+		t.Fatalf("PeerCredListener returned %T: no peer check on this OS", ln)
 	}
 	accepted := make(chan net.Conn, 2)
 	go func() {

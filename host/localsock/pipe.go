@@ -1,4 +1,4 @@
-package wsl
+package localsock
 
 import (
 	"fmt"
@@ -7,7 +7,7 @@ import (
 )
 
 // The Windows side of the docker socket is a named pipe, which is what the docker CLI's
-// npipe:// endpoints speak (docker context: host=npipe:////./pipe/<name>). ListenDockerPipe
+// npipe:// endpoints speak (docker context: host=npipe:////./pipe/<name>). ListenPipe
 // (pipe_windows.go) creates it; the helpers here are plain strings so they are tested on
 // every OS.
 

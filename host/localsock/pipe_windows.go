@@ -1,6 +1,6 @@
 //go:build windows
 
-package wsl
+package localsock
 
 import (
 	"fmt"
@@ -10,11 +10,11 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// ListenDockerPipe listens on the named pipe name (\\.\pipe\ is added when missing) so that
+// ListenPipe listens on the named pipe name (\\.\pipe\ is added when missing) so that
 // only the current user can connect. The pipe is in message mode with 64 KiB buffers, as
 // dockerd's own npipe listener: in go-winio only message-mode pipes carry a half-close
 // (CloseWrite), which docker attach and `run -i` need.
-func ListenDockerPipe(name string) (net.Listener, error) {
+func ListenPipe(name string) (net.Listener, error) {
 	path, err := PipePath(name)
 	if err != nil {
 		return nil, err

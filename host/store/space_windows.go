@@ -1,10 +1,14 @@
-package daemon
+package store
 
-import "golang.org/x/sys/windows"
+import (
+	"os"
 
-// hostFreeSpace returns the bytes the calling user may still write on the volume holding
+	"golang.org/x/sys/windows"
+)
+
+// FreeSpace returns the bytes the calling user may still write on the volume holding
 // dir. No Windows driver reports I/O-error pauses today (WSL); this keeps the watch whole.
-func hostFreeSpace(dir string) (uint64, error) {
+func FreeSpace(dir string) (uint64, error) {
 	p, err := windows.UTF16PtrFromString(dir)
 	if err != nil {
 		return 0, err
@@ -15,3 +19,7 @@ func hostFreeSpace(dir string) (uint64, error) {
 	}
 	return avail, nil
 }
+
+// Allocated: Windows reports no allocation size through os.FileInfo; the logical size
+// overstates a sparse file, which only makes a growth estimate conservative.
+func Allocated(fi os.FileInfo) uint64 { return uint64(fi.Size()) }

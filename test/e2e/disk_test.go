@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 )
 
@@ -47,7 +46,7 @@ func TestDiskUsage(t *testing.T) {
 	// waitDisk waits (90 s at most: the agent looks every 30 s) until both the status and
 	// a disk event show a usage that satisfies ok. It polls the API quietly and checks the
 	// CLI's `berth status --json` once at the end.
-	waitDisk := func(what string, ok func(proto.DiskUsage) bool) proto.DiskUsage {
+	waitDisk := func(what string, ok func(api.DiskUsage) bool) api.DiskUsage {
 		t.Helper()
 		var st api.Status
 		start := time.Now()
@@ -76,7 +75,7 @@ func TestDiskUsage(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		t.Fatalf("%s: not seen in 90 s; status %+v, disk events %+v", what, st.Guest, events)
-		return proto.DiskUsage{}
+		return api.DiskUsage{}
 	}
 
 	st := e.status(name)
@@ -88,7 +87,7 @@ func TestDiskUsage(t *testing.T) {
 	fill := boot.Total/100*95 - boot.Used
 	forget()
 	e.mustBerth("shell", name, "--", "fallocate", "-l", fmt.Sprint(fill), "/var/lib/berth/fill")
-	full := waitDisk("nearly full", func(u proto.DiskUsage) bool { return u.NearlyFull() })
+	full := waitDisk("nearly full", func(u api.DiskUsage) bool { return u.NearlyFull() })
 	if full.Total != boot.Total {
 		t.Errorf("total changed from %d to %d", boot.Total, full.Total)
 	}
@@ -96,5 +95,5 @@ func TestDiskUsage(t *testing.T) {
 
 	forget()
 	e.mustBerth("shell", name, "--", "rm", "/var/lib/berth/fill")
-	waitDisk("cleaned up", func(u proto.DiskUsage) bool { return u.Total > 0 && u.Used < full.Used-fill/2 })
+	waitDisk("cleaned up", func(u api.DiskUsage) bool { return u.Total > 0 && u.Used < full.Used-fill/2 })
 }

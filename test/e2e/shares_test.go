@@ -63,6 +63,21 @@ func TestShares(t *testing.T) {
 		}
 	})
 
+	t.Run("unicode, spaces and commas in names", func(t *testing.T) {
+		sub := filepath.Join(dir, "Tést, dir", "日本語")
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(sub, "emoji 🐳.txt"), []byte("ünïcödé\n"), 0o644)
+		if out := e.mustDocker("run", "--rm", "-v", vol, image, "cat", "/w/Tést, dir/日本語/emoji 🐳.txt"); out != "ünïcödé\n" {
+			t.Errorf("container read %q", out)
+		}
+		e.mustDocker("run", "--rm", "-v", vol, image, "sh", "-c", "echo 日本 > '/w/Tést, dir/日本語/from guest 🐋.txt'")
+		if b, err := os.ReadFile(filepath.Join(sub, "from guest 🐋.txt")); err != nil || string(b) != "日本\n" {
+			t.Errorf("host read %q, %v", b, err)
+		}
+	})
+
 	t.Run("host edits fire inotify in a container", func(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, "modme.txt"), []byte("v1\n"), 0o644)
 		os.WriteFile(filepath.Join(dir, "delme.txt"), []byte("x\n"), 0o644)

@@ -36,9 +36,6 @@ func Binary(arch string) (string, error) {
 // Args builds QEMU's command line. It is a pure function of the config and the chosen
 // accelerator so every mapping is unit-tested.
 func Args(c vm.Config, accel string) ([]string, error) {
-	if len(c.NICs) > 1 {
-		return nil, fmt.Errorf("more than one NIC: %w", vm.ErrUnsupported)
-	}
 	if c.Agent.SerialName == "" {
 		// vhost-vsock needs /dev/vhost-vsock on the host; the serial port works everywhere.
 		return nil, fmt.Errorf("qemu driver needs a virtio-serial agent channel: %w", vm.ErrUnsupported)
@@ -62,7 +59,7 @@ func Args(c vm.Config, accel string) ([]string, error) {
 		return nil, fmt.Errorf("unsupported guest architecture %q", c.Arch)
 	}
 	for _, s := range c.Shares {
-		if s.VirtiofsSocket != "" {
+		if s.Device == vm.ShareVirtiofs {
 			// vhost-user devices need guest RAM that virtiofsd can map.
 			a = append(a, "-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", c.MemoryMiB))
 			machine += ",memory-backend=mem"
@@ -72,18 +69,19 @@ func Args(c vm.Config, accel string) ([]string, error) {
 	a = append(a, "-machine", machine)
 	switch accel {
 	case "tcg":
-		// One host thread per vCPU instead of one for all. On arm64, the architected
-		// pointer-authentication algorithm costs a lot under emulation; the
-		// implementation-defined one is as correct for the guest and much faster.
-		cpu := "max"
+		// arm64 guests get one host thread per vCPU; the architected pointer-authentication
+		// algorithm costs a lot under emulation, the implementation-defined one is as correct
+		// for the guest and much faster. x86 guests get one thread for all vCPUs: with one
+		// per vCPU, QEMU 7.2 races with the guest kernel's live patching of static keys
+		// (int3-based text_poke), and a 6.12 guest oopsed in about one boot of ten
+		// (docs/image.md). KVM, HVF and vz are not affected.
+		thread, cpu := "single", "max"
 		if c.Arch == "arm64" {
-			cpu = "max,pauth-impdef=on"
+			thread, cpu = "multi", "max,pauth-impdef=on"
 		}
-		a = append(a, "-accel", "tcg,thread=multi", "-cpu", cpu)
+		a = append(a, "-accel", "tcg,thread="+thread, "-cpu", cpu)
 	case "kvm", "hvf":
 		a = append(a, "-accel", accel, "-cpu", "host")
-	case "whpx":
-		a = append(a, "-accel", "whpx", "-cpu", "max")
 	default:
 		return nil, fmt.Errorf("unknown accelerator %q", accel)
 	}
@@ -102,6 +100,10 @@ func Args(c vm.Config, accel string) ([]string, error) {
 		"-chardev", "socket,id=qmpev,path="+escapeComma(filepath.Join(c.RuntimeDir, qmpEventsSocket))+",server=on,wait=off",
 		"-mon", "chardev=qmpev,mode=control",
 		"-device", "virtio-rng-pci",
+		// Free page reporting (QEMU 5.1+): the guest's virtio_balloon hands pages it freed
+		// back in 2 MiB blocks and QEMU discards them, so the host gets them back within
+		// seconds without anyone inflating the balloon (docs/resources.md).
+		"-device", "virtio-balloon-pci,free-page-reporting=on",
 	)
 	for i, d := range c.Disks {
 		id := fmt.Sprintf("disk%d", i)
@@ -118,11 +120,13 @@ func Args(c vm.Config, accel string) ([]string, error) {
 		}
 		a = append(a, "-drive", drive, "-device", dev)
 	}
-	for _, n := range c.NICs {
+	// NIC i's socket is descriptor netFD+i (driver.go passes them in order); the first is
+	// the guest's eth0, a second the cluster network's (docs/cluster.md).
+	for i, n := range c.NICs {
 		a = append(a,
-			"-netdev", fmt.Sprintf("dgram,id=net0,local.type=fd,local.str=%d", netFD),
+			"-netdev", fmt.Sprintf("dgram,id=net%d,local.type=fd,local.str=%d", i, netFD+i),
 			// No option ROM: iPXE would only slow the firmware down; the kernel is loaded directly.
-			"-device", "virtio-net-pci,netdev=net0,romfile=,mac="+escapeComma(n.MAC))
+			"-device", fmt.Sprintf("virtio-net-pci,netdev=net%d,romfile=,mac=%s", i, escapeComma(n.MAC)))
 	}
 	a = append(a,
 		"-device", "virtio-serial-pci",
@@ -130,8 +134,8 @@ func Args(c vm.Config, accel string) ([]string, error) {
 		"-device", "virtserialport,chardev=agent,name="+escapeComma(c.Agent.SerialName),
 	)
 	for i, s := range c.Shares {
-		if s.VirtiofsSocket != "" {
-			a = append(a, "-chardev", fmt.Sprintf("socket,id=vfs%d,path=%s", i, escapeComma(s.VirtiofsSocket)),
+		if s.Device == vm.ShareVirtiofs {
+			a = append(a, "-chardev", fmt.Sprintf("socket,id=vfs%d,path=%s", i, escapeComma(virtiofsSocket(c, i))),
 				"-device", fmt.Sprintf("vhost-user-fs-pci,chardev=vfs%d,tag=%s", i, escapeComma(s.Tag)))
 			continue
 		}
@@ -151,4 +155,19 @@ func Args(c vm.Config, accel string) ([]string, error) {
 // a path or a name goes through it (a comma in HOME would otherwise end the value and
 // start a bogus option); '=' and spaces need no escaping inside a value. Plain arguments
 // (-kernel, -initrd, -append) are not option lists and are passed as they are.
+// virtiofsSocket is where the virtiofsd of the i-th share listens.
+func virtiofsSocket(c vm.Config, i int) string {
+	return filepath.Join(c.RuntimeDir, fmt.Sprintf("vfs%d.sock", i))
+}
+
 func escapeComma(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// shareDevice: virtiofs needs Debian's virtiofsd, which must run as root; 9p serves the
+// share otherwise, and read-only shares always, because this virtiofsd cannot refuse writes
+// on the host side while QEMU's 9p server can.
+func shareDevice(s vm.Share) string {
+	if !s.ReadOnly && hasVirtiofsd() {
+		return vm.ShareVirtiofs
+	}
+	return vm.Share9P
+}

@@ -32,7 +32,7 @@ func TestArgs(t *testing.T) {
 		wantErr error
 	}{
 		{name: "amd64 tcg", cfg: func() vm.Config { return baseConfig("amd64") }, accel: "tcg", want: []string{
-			"-machine q35", "-accel tcg,thread=multi -cpu max", "-smp 2", "-m 2048",
+			"-machine q35", "-accel tcg,thread=single -cpu max", "-smp 2", "-m 2048",
 			"-append console=ttyS0 quiet",
 			"-drive if=none,id=disk0,format=raw,file=/img/root.img,readonly=on -device virtio-blk-pci,drive=disk0,serial=berth-root",
 			"file=/home/u/.berth/default/data,,1.img,discard=unmap",
@@ -52,15 +52,18 @@ func TestArgs(t *testing.T) {
 		}, accel: "tcg", want: []string{"-fsdev local,id=fs0,path=/home/u,security_model=none,readonly=on", "mount_tag=home"}},
 		{name: "virtiofs", cfg: func() vm.Config {
 			c := baseConfig("amd64")
-			c.Shares = []vm.Share{{Tag: "berth0", HostPath: "/home/u", VirtiofsSocket: "/r/vfs0.sock"}}
+			c.RuntimeDir = "/r"
+			c.Shares = []vm.Share{{Tag: "berth0", HostPath: "/home/u", Device: vm.ShareVirtiofs}}
 			return c
 		}, accel: "tcg", want: []string{"memory-backend-memfd,id=mem,size=2048M,share=on", "-machine q35,memory-backend=mem",
 			"-chardev socket,id=vfs0,path=/r/vfs0.sock -device vhost-user-fs-pci,chardev=vfs0,tag=berth0"}},
 		{name: "two nics", cfg: func() vm.Config {
 			c := baseConfig("amd64")
-			c.NICs = append(c.NICs, c.NICs[0])
+			c.NICs = append(c.NICs, vm.NIC{MAC: "5a:94:ef:77:01:01"})
 			return c
-		}, accel: "tcg", wantErr: vm.ErrUnsupported},
+		}, accel: "tcg", want: []string{
+			"-netdev dgram,id=net0,local.type=fd,local.str=3 -device virtio-net-pci,netdev=net0,romfile=,mac=5a:94:ef:e4:0c:ee",
+			"-netdev dgram,id=net1,local.type=fd,local.str=4 -device virtio-net-pci,netdev=net1,romfile=,mac=5a:94:ef:77:01:01"}},
 		{name: "vsock only", cfg: func() vm.Config {
 			c := baseConfig("amd64")
 			c.Agent.SerialName = ""
@@ -146,7 +149,7 @@ func TestArgsEscapePaths(t *testing.T) {
 			c.ConsoleLog = dir + "/console.log"
 			c.RuntimeDir = dir + "/run"
 			c.Shares = []vm.Share{
-				{Tag: "berth0", HostPath: home + "/src", VirtiofsSocket: dir + "/run/vfs0.sock"},
+				{Tag: "berth0", HostPath: home + "/src", Device: vm.ShareVirtiofs},
 				{Tag: "berth1", HostPath: home + "/p,q=r", ReadOnly: true},
 			}
 			args, err := Args(c, "tcg")
@@ -190,7 +193,7 @@ func TestArgsEscapePaths(t *testing.T) {
 				{"-chardev", "id", "qmp", "path", dir + "/run/qmp.sock"},
 				{"-chardev", "id", "qmpev", "path", dir + "/run/qmp-events.sock"},
 				{"-chardev", "id", "agent", "path", dir + "/run/agent.sock"},
-				{"-chardev", "id", "vfs0", "path", c.Shares[0].VirtiofsSocket},
+				{"-chardev", "id", "vfs0", "path", dir + "/run/vfs0.sock"},
 				{"-fsdev", "id", "fs1", "path", c.Shares[1].HostPath},
 				{"-device", "chardev", "vfs0", "tag", "berth0"},
 				{"-device", "fsdev", "fs1", "mount_tag", "berth1"},
@@ -218,5 +221,25 @@ func TestArgsEscapePaths(t *testing.T) {
 				t.Errorf("drive %v", o)
 			}
 		})
+	}
+}
+
+func TestShareDevice(t *testing.T) {
+	if got := shareDevice(vm.Share{ReadOnly: true}); got != vm.Share9P {
+		t.Errorf("read-only share on %s: QEMU's 9p refuses writes on the host side, virtiofsd cannot", got)
+	}
+	want := vm.Share9P
+	if hasVirtiofsd() {
+		want = vm.ShareVirtiofs
+	}
+	if got := shareDevice(vm.Share{}); got != want {
+		t.Errorf("writable share: %s, want %s (virtiofsd usable: %v)", got, want, hasVirtiofsd())
+	}
+}
+
+func TestRegistered(t *testing.T) {
+	r, err := vm.Choose(vm.Config{Arch: "arm64", Accel: "tcg"})
+	if err != nil || r.Name != "qemu" {
+		t.Fatalf("Choose = %q, %v", r.Name, err)
 	}
 }

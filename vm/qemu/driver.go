@@ -88,10 +88,21 @@ func (d *Driver) Start(ctx context.Context) (<-chan error, error) {
 	for _, s := range []string{qmpSocket, qmpEventsSocket, agentSocket} {
 		os.Remove(filepath.Join(d.cfg.RuntimeDir, s))
 	}
+	// The virtiofs shares' servers run before QEMU connects to them and end with it.
+	fsd, err := d.startShareServers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	stopShareServers := func() {
+		for _, c := range fsd {
+			c.Process.Kill()
+		}
+	}
 	cmd := exec.Command(d.bin, args...)
 	if WrapCommand != nil {
 		// The wrapper keeps file descriptors 3.. (the NICs) and Pdeathsig across its execve.
 		if cmd, err = WrapCommand(append([]string{d.bin}, args...)); err != nil {
+			stopShareServers()
 			return nil, err
 		}
 	}
@@ -116,6 +127,7 @@ func (d *Driver) Start(ctx context.Context) (<-chan error, error) {
 		}
 		started <- nil
 		err := cmd.Wait()
+		stopShareServers()
 		close(gone)
 		if err != nil {
 			if msg := strings.TrimSpace(stderr.String()); msg != "" {
@@ -127,6 +139,7 @@ func (d *Driver) Start(ctx context.Context) (<-chan error, error) {
 		exit <- err
 	}()
 	if err := <-started; err != nil {
+		stopShareServers()
 		return nil, err
 	}
 	d.mu.Lock()
@@ -134,6 +147,25 @@ func (d *Driver) Start(ctx context.Context) (<-chan error, error) {
 	d.mu.Unlock()
 	go d.qmp.run(filepath.Join(d.cfg.RuntimeDir, qmpEventsSocket), gone)
 	return exit, nil
+}
+
+// startShareServers starts a virtiofsd for each virtiofs share.
+func (d *Driver) startShareServers(ctx context.Context) ([]*exec.Cmd, error) {
+	var cmds []*exec.Cmd
+	for i, s := range d.cfg.Shares {
+		if s.Device != vm.ShareVirtiofs {
+			continue
+		}
+		cmd, err := startVirtiofsd(ctx, filepath.Clean(s.HostPath), virtiofsSocket(d.cfg, i), d.log.With("component", "virtiofsd"))
+		if err != nil {
+			for _, c := range cmds {
+				c.Process.Kill()
+			}
+			return nil, err
+		}
+		cmds = append(cmds, cmd)
+	}
+	return cmds, nil
 }
 
 // Stop asks the guest to power off through ACPI or, with force, quits QEMU at once.

@@ -1,4 +1,4 @@
-package fileshare
+package qemu
 
 import (
 	"context"
@@ -14,31 +14,31 @@ import (
 	"github.com/berth-dev/berth/fileshare/guard"
 )
 
-// VirtiofsdPath is Debian's virtiofsd (shipped with qemu-system-common).
-const VirtiofsdPath = "/usr/lib/qemu/virtiofsd"
+// virtiofsdPath is Debian's virtiofsd (shipped with qemu-system-common).
+const virtiofsdPath = "/usr/lib/qemu/virtiofsd"
 
-// HasVirtiofsd reports whether virtiofsd can be used: it is installed and we are root (it
+// hasVirtiofsd reports whether virtiofsd can be used: it is installed and we are root (it
 // sandboxes itself with namespaces and needs CAP_SYS_ADMIN).
-func HasVirtiofsd() bool {
+func hasVirtiofsd() bool {
 	if os.Geteuid() != 0 {
 		return false
 	}
-	_, err := os.Stat(VirtiofsdPath)
+	_, err := os.Stat(virtiofsdPath)
 	return err == nil
 }
 
-// StartVirtiofsd serves dir on the vhost-user socket sock until QEMU disconnects (then it
+// startVirtiofsd serves dir on the vhost-user socket sock until QEMU disconnects (then it
 // exits by itself) or the daemon dies (PDEATHSIG). It returns once the socket exists.
 // virtiofsd pivots into dir inside its own mount namespace, so no symlink in the share can
 // lead it to a host path outside dir.
-func StartVirtiofsd(ctx context.Context, dir, sock string, log *slog.Logger) (*exec.Cmd, error) {
+func startVirtiofsd(ctx context.Context, dir, sock string, log *slog.Logger) (*exec.Cmd, error) {
 	os.Remove(sock)
 	// fuse option values escape commas and backslashes with a backslash.
 	src := strings.NewReplacer(`\`, `\\`, `,`, `\,`).Replace(dir)
 	// The share guard's filter makes virtiofsd's per-request switches to the guest's uid
 	// no-ops and refuses setuid/setgid modes, device nodes, fifos and xattrs, so what the
 	// guest creates belongs to the user running berth and carries no privilege.
-	cmd, err := guard.Command(guard.ProfileVirtiofsd, []string{VirtiofsdPath, "--socket-path=" + sock, "-o", "source=" + src, "-o", "cache=auto", "-o", "log_level=warn", "--rlimit-nofile=0"})
+	cmd, err := guard.Command(guard.ProfileVirtiofsd, []string{virtiofsdPath, "--socket-path=" + sock, "-o", "source=" + src, "-o", "cache=auto", "-o", "log_level=warn", "--rlimit-nofile=0"})
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package fileshare
+package qemu
 
 import (
 	"context"
@@ -9,10 +9,10 @@ import (
 	"os/exec"
 )
 
-// HasVirtiofsd: QEMU's virtiofsd is Linux-only; vz has virtiofs built in.
-func HasVirtiofsd() bool { return false }
+// hasVirtiofsd: QEMU's virtiofsd is Linux-only; vz has virtiofs built in.
+func hasVirtiofsd() bool { return false }
 
-// StartVirtiofsd is unavailable off Linux.
-func StartVirtiofsd(context.Context, string, string, *slog.Logger) (*exec.Cmd, error) {
+// startVirtiofsd is unavailable off Linux.
+func startVirtiofsd(context.Context, string, string, *slog.Logger) (*exec.Cmd, error) {
 	return nil, errors.New("virtiofsd runs only on Linux")
 }

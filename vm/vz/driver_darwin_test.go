@@ -15,7 +15,7 @@ import (
 	"github.com/berth-dev/berth/vm"
 )
 
-// This runs on a Mac only (CI type-checks it with installer/typecheck). It builds the whole
+// This runs on a Mac only (CI type-checks it with tools/typecheck). It builds the whole
 // VZ configuration from a plan without booting: a `go test` binary is not signed with the
 // virtualization entitlement, so validation may refuse, and that must be the reason.
 func TestConfigurationBuilds(t *testing.T) {

@@ -127,7 +127,7 @@ func BuildPlan(cfg vm.Config, host Host) (Plan, error) {
 		Entropy:    true,
 		Balloon:    true,
 	}
-	if err := vm.ValidName(cfg.Name); err != nil {
+	if err := vm.CheckName(cfg.Name); err != nil {
 		return Plan{}, err
 	}
 	if cfg.Arch != host.GOARCH {

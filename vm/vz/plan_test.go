@@ -202,7 +202,7 @@ func TestBuildPlanRejects(t *testing.T) {
 		{name: "foreign arch", mod: func(c *vm.Config) { c.Arch = "amd64" }, err: "host's architecture", unsupported: true},
 		{name: "tcg", mod: func(c *vm.Config) { c.Accel = "tcg" }, err: "accelerator", unsupported: true},
 		{name: "serial only", mod: func(c *vm.Config) { c.Agent.VsockPort = 0 }, err: "vsock", unsupported: true},
-		{name: "bad name", mod: func(c *vm.Config) { c.Name = "Bad Name" }, err: "invalid instance name"},
+		{name: "bad name", mod: func(c *vm.Config) { c.Name = "Bad Name" }, err: "invalid VM name"},
 		{name: "no kernel", mod: func(c *vm.Config) { c.Kernel = "" }, err: "kernel"},
 		{name: "long disk id", mod: func(c *vm.Config) { c.Disks = []vm.Disk{{Path: "/d", ID: "this-id-is-too-long-for-virtio"}} }, err: "longer than 20"},
 		{name: "non-ascii disk id", mod: func(c *vm.Config) { c.Disks = []vm.Disk{{Path: "/d", ID: "dätä"}} }, err: "printable ASCII"},

@@ -5,7 +5,6 @@ package wsl
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"runtime"
 
 	"github.com/berth-dev/berth/vm"
@@ -14,9 +13,4 @@ import (
 // New fails: WSL exists on Windows only.
 func New(cfg vm.Config, opts Options, log *slog.Logger) (vm.Driver, error) {
 	return nil, fmt.Errorf("the WSL driver runs only on Windows, not %s: %w", runtime.GOOS, vm.ErrUnsupported)
-}
-
-// ListenDockerPipe fails: named pipes exist on Windows only.
-func ListenDockerPipe(name string) (net.Listener, error) {
-	return nil, fmt.Errorf("named pipes exist only on Windows: %w", vm.ErrUnsupported)
 }

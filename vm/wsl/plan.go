@@ -111,8 +111,8 @@ var distroRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
 // BuildPlan maps cfg and opts onto WSL for a host of hostArch. It rejects what WSL cannot do.
 func BuildPlan(cfg vm.Config, opts Options, hostArch string) (Plan, error) {
-	if err := vm.ValidName(cfg.Name); err != nil {
-		return Plan{}, err
+	if cfg.Name == "" {
+		return Plan{}, errors.New("the VM has no name")
 	}
 	p := Plan{
 		Distro:     opts.Distro,

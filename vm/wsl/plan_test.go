@@ -114,7 +114,7 @@ func TestBuildPlanRejects(t *testing.T) {
 		{"disk", func(c *vm.Config, o *Options) { c.Disks = []vm.Disk{{Path: "d.img"}} }, "ext4.vhdx", true},
 		{"no install dir", func(c *vm.Config, o *Options) { o.InstallDir = "" }, "install directory", false},
 		{"bad distro", func(c *vm.Config, o *Options) { o.Distro = "a b" }, "invalid WSL distribution name", false},
-		{"bad name", func(c *vm.Config, o *Options) { c.Name = "X" }, "invalid instance name", false},
+		{"bad name", func(c *vm.Config, o *Options) { c.Name = "X Y" }, "invalid WSL distribution name", false},
 		{"posix share", func(c *vm.Config, o *Options) { c.Shares = []vm.Share{{Tag: "a", HostPath: "/home/me"}} }, "not an absolute Windows path", false},
 		{"relative share", func(c *vm.Config, o *Options) { c.Shares = []vm.Share{{Tag: "a", HostPath: `Users\me`}} }, "not an absolute Windows path", false},
 		{"bad tag", func(c *vm.Config, o *Options) { c.Shares = []vm.Share{{Tag: "../x", HostPath: `C:\x`}} }, "tag", false},
@@ -239,54 +239,11 @@ func TestPowerShellArgs(t *testing.T) {
 	}
 }
 
-func TestPipeHelpers(t *testing.T) {
-	for in, want := range map[string]string{
-		"berth-default":             `\\.\pipe\berth-default`,
-		`\\.\pipe\berth-default`:    `\\.\pipe\berth-default`,
-		"//./pipe/docker_engine":    `\\.\pipe\docker_engine`,
-		"berth.docker-sock_1":       `\\.\pipe\berth.docker-sock_1`,
-		"":                          "",
-		`..\x`:                      "",
-		`a\b`:                       "",
-		`\\server\pipe\berth`:       "",
-		"has space":                 "",
-		strings.Repeat("x", 300):    "",
-		`\\.\pipe\`:                 "",
-		`\\.\pipe\nested\component`: "",
-	} {
-		got, err := PipePath(in)
-		if want == "" {
-			if err == nil {
-				t.Errorf("PipePath(%q) = %q, want error", in, got)
-			}
-			continue
-		}
-		if err != nil || got != want {
-			t.Errorf("PipePath(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	if got := DockerHost(`\\.\pipe\berth-default`); got != "npipe:////./pipe/berth-default" {
-		t.Errorf("DockerHost = %q", got)
-	}
-	sddl, err := UserOnlySDDL("S-1-5-21-1004336348-1177238915-682003330-1001")
-	if err != nil || sddl != "D:P(A;;GA;;;S-1-5-21-1004336348-1177238915-682003330-1001)" {
-		t.Errorf("sddl %q %v", sddl, err)
-	}
-	for _, bad := range []string{"", "BA", "S-1-5-21)(A;;GA;;;WD", "S-1"} {
-		if _, err := UserOnlySDDL(bad); err == nil {
-			t.Errorf("UserOnlySDDL(%q) accepted", bad)
-		}
-	}
-}
-
 func TestNewOffWindows(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		t.Skip("on Windows New is real")
 	}
 	if _, err := New(wslConfig(), wslOpts, nil); !errors.Is(err, vm.ErrUnsupported) {
 		t.Fatalf("New = %v", err)
-	}
-	if _, err := ListenDockerPipe("berth-default"); !errors.Is(err, vm.ErrUnsupported) {
-		t.Fatalf("ListenDockerPipe = %v", err)
 	}
 }

@@ -5,10 +5,10 @@
 //
 // Usage (from anywhere in the module):
 //
-//	go run ./installer/typecheck                  # ./... for darwin/arm64 and darwin/amd64
-//	go run ./installer/typecheck ./vm/... ./host/...
-//	go run ./installer/typecheck -arch arm64 -tags foo ./vm/vz
-//	go run ./installer/typecheck -deps ./vm/vz   # also show errors inside dependencies
+//	go run ./tools/typecheck                  # ./... for darwin/arm64 and darwin/amd64
+//	go run ./tools/typecheck ./vm/... ./host/...
+//	go run ./tools/typecheck -arch arm64 -tags foo ./vm/vz
+//	go run ./tools/typecheck -deps ./vm/vz   # also show errors inside dependencies
 //
 // How: for each GOARCH, `go list -e -deps -test -json` with GOOS=darwin CGO_ENABLED=1 gives
 // every package in dependency order with its directory, its files as go/build selects them

@@ -3,13 +3,7 @@
 package guestagent
 
 import (
-	"bytes"
-	"context"
 	"encoding/binary"
-	"io"
-	"log/slog"
-	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -116,88 +110,3 @@ const testMountinfo = `22 1 0:21 / / rw,relatime shared:1 - overlay overlay rw,l
 41 31 0:60 / /var/lib/docker/overlay2/abc/merged rw,relatime - overlay overlay rw
 42 22 0:61 / /run/docker/netns/xyz rw - nsfs nsfs rw
 `
-
-func TestParseMountinfo(t *testing.T) {
-	ms, err := parseMountinfo(strings.NewReader(testMountinfo))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(ms) != 8 || ms[2] != (mountEntry{"/var/lib/berth", "ext4", "/dev/vdb"}) || ms[5].MountPoint != "/Users/me/My Projects" {
-		t.Fatalf("got %+v", ms)
-	}
-	var order []string
-	for _, m := range unmountOrder(ms) {
-		order = append(order, m.MountPoint)
-	}
-	want := []string{"/run/docker/netns/xyz", "/var/lib/docker/overlay2/abc/merged", "/Users/me/My Projects",
-		"/var/lib/containerd", "/var/lib/docker", "/var/lib/berth"}
-	if !reflect.DeepEqual(order, want) {
-		t.Fatalf("unmount order %q, want %q", order, want)
-	}
-	if _, err := parseMountinfo(strings.NewReader("1 2 3\n")); err == nil {
-		t.Fatal("malformed mountinfo accepted")
-	}
-}
-
-func TestUnescapeMountinfo(t *testing.T) {
-	for in, want := range map[string]string{`a\040b`: "a b", `tab\011`: "tab\t", `back\134slash`: `back\slash`, `end\04`: `end\04`, "plain": "plain"} {
-		if got := unescapeMountinfo(in); got != want {
-			t.Errorf("unescape(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
-func TestLogSink(t *testing.T) {
-	var s logSink
-	s.Write([]byte("before open\n"))
-	p := filepath.Join(t.TempDir(), "run", "agent.log")
-	if err := s.open(p); err != nil {
-		t.Fatal(err)
-	}
-	s.Write([]byte("after open\n"))
-	b, _ := os.ReadFile(p)
-	if string(b) != "before open\nafter open\n" {
-		t.Fatalf("log %q", b)
-	}
-	// Rotation keeps one old file and starts a new one.
-	big := bytes.Repeat([]byte("x"), maxAgentLog)
-	s.Write(big)
-	s.Write([]byte("new\n"))
-	if b, _ := os.ReadFile(p); string(b) != "new\n" {
-		t.Fatalf("after rotation the log has %d bytes", len(b))
-	}
-	if st, err := os.Stat(p + ".1"); err != nil || st.Size() != maxAgentLog {
-		t.Fatalf("rotated file: %v %v", st, err)
-	}
-}
-
-type failWriter struct{}
-
-func (failWriter) Write([]byte) (int, error) { return 0, io.ErrClosedPipe }
-
-func TestTeeLines(t *testing.T) {
-	var a, b bytes.Buffer
-	teeLines(strings.NewReader("one\ntwo\nlast without newline"), failWriter{}, &a, &b)
-	if a.String() != "one\ntwo\nlast without newline" || b.String() != a.String() {
-		t.Fatalf("a=%q b=%q", a.String(), b.String())
-	}
-}
-
-func TestFanoutHandler(t *testing.T) {
-	var info, debug bytes.Buffer
-	log := slog.New(fanoutHandler{
-		slog.NewTextHandler(&info, &slog.HandlerOptions{Level: slog.LevelInfo}),
-		slog.NewTextHandler(&debug, &slog.HandlerOptions{Level: slog.LevelDebug}),
-	}).With("proc", "init")
-	log.Debug("dbg")
-	log.Info("hello", "k", 1)
-	if strings.Contains(info.String(), "dbg") || !strings.Contains(info.String(), "hello") || !strings.Contains(info.String(), "proc=init") {
-		t.Fatalf("info handler got %q", info.String())
-	}
-	if !strings.Contains(debug.String(), "dbg") || !strings.Contains(debug.String(), "k=1") {
-		t.Fatalf("debug handler got %q", debug.String())
-	}
-	if !log.Handler().Enabled(context.Background(), slog.LevelDebug) {
-		t.Fatal("fanout not enabled for debug")
-	}
-}
