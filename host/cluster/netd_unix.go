@@ -43,9 +43,6 @@ func lockFile(path string) (func(), error) {
 	}
 }
 
-// errNetdRunning: another netd holds the cluster's lock.
-var errNetdRunning = errors.New("netd already runs for this cluster")
-
 // RunNetd is `berth netd NAME`: it serves the cluster's switch on its control socket until
 // ctx ends or a stop request comes. A second netd for the same cluster exits at once
 // without error (two members starting together both try to start one).
