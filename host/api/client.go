@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/berth-dev/berth/host/localsock"
 )
 
 // Bounds of a stop request when the caller's context has none: the daemon's own graceful
@@ -21,9 +23,6 @@ const (
 	DefaultStopTimeout      = 3 * time.Minute
 	DefaultForceStopTimeout = 30 * time.Second
 )
-
-// dialTimeout bounds connecting to the control socket (a daemon too busy to accept).
-const dialTimeout = 10 * time.Second
 
 // Client talks to one host daemon.
 type Client struct {
@@ -38,12 +37,7 @@ type Client struct {
 func NewClient(sock string) *Client {
 	return &Client{
 		sock: sock,
-		http: &http.Client{Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				d := net.Dialer{Timeout: dialTimeout}
-				return d.DialContext(ctx, "unix", sock)
-			},
-		}},
+		http: localsock.HTTPClient(sock),
 	}
 }
 
@@ -168,8 +162,7 @@ type ExecConn struct {
 
 // Exec starts a command in the guest and returns the upgraded connection.
 func (c *Client) Exec(ctx context.Context, req ExecRequest) (*ExecConn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.sock)
+	conn, err := localsock.Dial(ctx, c.sock)
 	if err != nil {
 		return nil, fmt.Errorf("failed to reach the berth daemon at %s: %w", c.sock, err)
 	}

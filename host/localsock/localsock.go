@@ -71,9 +71,12 @@ func DockerEndpoint(goos, instance, socketPath string) (string, error) {
 	return "unix://" + socketPath, nil
 }
 
-// Dial connects to the unix socket at path.
+// DialTimeout bounds connecting to a local socket (a server too busy to accept).
+const DialTimeout = 10 * time.Second
+
+// Dial connects to the unix socket at path, within ctx and DialTimeout.
 func Dial(ctx context.Context, path string) (net.Conn, error) {
-	var d net.Dialer
+	d := net.Dialer{Timeout: DialTimeout}
 	return d.DialContext(ctx, "unix", path)
 }
 
