@@ -160,12 +160,15 @@ func (c *Client) getJSON(ctx context.Context, path string, v any) error {
 	return nil
 }
 
-// Request sends one request and returns the response of a 2xx answer; any other answer
-// becomes an error carrying the engine's message.
+// Request sends one request (a body is JSON) and returns the response of a 2xx answer; any
+// other answer becomes an error carrying the engine's message.
 func (c *Client) Request(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, "http://docker"+path, body)
 	if err != nil {
 		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

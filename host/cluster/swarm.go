@@ -6,27 +6,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"time"
+
+	"github.com/berth-dev/berth/guestagent/dockerapi"
 )
 
 // Engine is a node's Docker engine, reached through its forwarded socket on the host.
 type Engine struct {
 	Sock string
-	http *http.Client
+	api  *dockerapi.Client
 }
 
 // NewEngine returns a client of the engine at the unix socket sock.
-func NewEngine(sock string) *Engine {
-	return &Engine{Sock: sock, http: &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		},
-		DisableKeepAlives: true,
-	}}}
-}
+func NewEngine(sock string) *Engine { return &Engine{Sock: sock, api: dockerapi.New(sock)} }
 
 // call sends a JSON request and decodes a JSON answer into out (when not nil).
 func (e *Engine) call(ctx context.Context, method, path string, in, out any) error {
@@ -35,28 +28,15 @@ func (e *Engine) call(ctx context.Context, method, path string, in, out any) err
 		b, _ := json.Marshal(in)
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://docker"+path, body)
+	// No connection is kept between calls: a node's engine restarts with its VM, and a POST
+	// on a connection that died meanwhile is not retried.
+	defer e.api.Close()
+	resp, err := e.api.Request(ctx, method, path, body)
 	if err != nil {
-		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := e.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("failed to reach the Docker engine at %s: %w", e.Sock, err)
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if resp.StatusCode/100 != 2 {
-		var m struct {
-			Message string `json:"message"`
-		}
-		if json.Unmarshal(b, &m) == nil && m.Message != "" {
-			return fmt.Errorf("%s %s: %s", method, path, m.Message)
-		}
-		return fmt.Errorf("%s %s: %s", method, path, resp.Status)
-	}
 	if out != nil {
 		if err := json.Unmarshal(b, out); err != nil {
 			return fmt.Errorf("%s %s: invalid answer: %w", method, path, err)
