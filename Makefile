@@ -100,9 +100,9 @@ test-e2e: deps build image ## end-to-end suite: real VMs, the real docker CLI, t
 	  test/run-e2e.sh $(GO) test -tags e2e -count=1 -v -timeout $(E2E_TIMEOUT) ./test/e2e/
 	@echo "tray screenshot: $(abspath $(OUT)/artifacts)/tray-containers.png"
 
-soak: deps build image ## the long reliability checks (200 streams killed mid-stream, 2 GiB save|load, 20 start/stop cycles), bounded to 90 minutes
+soak: deps build image ## the long checks (200 streams killed mid-stream, 2 GiB save|load, 20 start/stop cycles, a 1 GiB build context), bounded to 90 minutes
 	BERTH_BIN=$(abspath $(BIN)/berth) BERTH_IMAGES=$(abspath $(IMAGE_OUT)) \
-	  test/run-e2e.sh $(GO) test -tags 'e2e soak' -count=1 -v -run '^TestSoak' -timeout 90m ./test/e2e/
+	  test/run-e2e.sh $(GO) test -tags 'e2e soak' -count=1 -v -run '^(TestSoak.*|TestDockerToolchain)$$' -timeout 90m ./test/e2e/
 
 bench: deps build image ## start phases vs a bare boot, port and share throughput, tray idle CPU: ratios in one run
 	BERTH_BIN=$(abspath $(BIN)/berth) BERTH_IMAGES=$(abspath $(IMAGE_OUT)) BERTH_TRAY_BIN=$(abspath $(BIN)/berth-tray) \
