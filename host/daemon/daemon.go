@@ -184,9 +184,11 @@ type undo []func()
 
 func (u *undo) add(f func()) { *u = append(*u, f) }
 
-func (u undo) run() {
-	for i := len(u) - 1; i >= 0; i-- {
-		u[i]()
+// run is deferred as u.run(): a pointer receiver, so it sees what was added after the
+// defer statement.
+func (u *undo) run() {
+	for i := len(*u) - 1; i >= 0; i-- {
+		(*u)[i]()
 	}
 }
 

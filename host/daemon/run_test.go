@@ -101,11 +101,15 @@ type runVM struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	exit   chan error
+	runDir string // the run's RuntimeDir, where a driver keeps its sockets
 	once   sync.Once
 	wg     sync.WaitGroup
 }
 
-func (v *runVM) Start(ctx context.Context) (<-chan error, error) { return v.exit, nil }
+// Start leaves a socket file in the run's directory, as QEMU's QMP and agent ports do.
+func (v *runVM) Start(ctx context.Context) (<-chan error, error) {
+	return v.exit, os.WriteFile(filepath.Join(v.runDir, "qmp.sock"), nil, 0o600)
+}
 
 func (v *runVM) Stop(ctx context.Context, force bool) error {
 	if force {
@@ -223,7 +227,7 @@ func startRun(t *testing.T) *runEnv {
 	saved := chooseDriver
 	chooseDriver = func(vm.Config) (vm.Registration, error) {
 		return vm.Registration{Name: "fake", Caps: vm.Caps{Network: vm.NetworkOwn, ShareDevice: func(vm.Share) string { return vm.Share9P }},
-			New: func(vm.Config, *slog.Logger) (vm.Driver, error) { return v, nil }}, nil
+			New: func(cfg vm.Config, _ *slog.Logger) (vm.Driver, error) { v.runDir = cfg.RuntimeDir; return v, nil }}, nil
 	}
 	t.Cleanup(func() { chooseDriver = saved })
 
@@ -354,6 +358,9 @@ func TestRunStop(t *testing.T) {
 		if _, err := os.Stat(e.inst.Path(p)); err == nil {
 			t.Errorf("%s left behind", p)
 		}
+	}
+	if left, _ := os.ReadDir(e.inst.Path(store.RuntimeDir)); len(left) > 0 {
+		t.Errorf("the run's sockets are left in %s: %v", store.RuntimeDir, left)
 	}
 }
 
