@@ -58,28 +58,7 @@ func BenchmarkIdle(b *testing.B) {
 	e.mustBerth("resume", name)
 	b.Logf("CPU, %% of one core: VM awake idle %.2f, hostd idle %.3f, VM paused %.3f", vmAwake*100, hostdIdle*100, vmPaused*100)
 
-	time.Sleep(5 * time.Second)
-	before := rssBytes(b, pid)
-	peak := before
-	done := make(chan error, 1)
-	go func() {
-		_, err := e.docker_(nil, "run", "--rm", "--tmpfs", "/t:size=1100m", "bb:idle",
-			"dd", "if=/dev/zero", "of=/t/x", "bs=1M", "count=1024")
-		done <- err
-	}()
-wait:
-	for {
-		select {
-		case err := <-done:
-			if err != nil {
-				b.Fatalf("1 GiB container: %v", err)
-			}
-			break wait
-		case <-time.After(500 * time.Millisecond):
-			peak = max(peak, rssBytes(b, pid))
-		}
-	}
-	peak = max(peak, rssBytes(b, pid))
+	before, peak := touchGiB(b, e, pid)
 	time.Sleep(30 * time.Second)
 	after := rssBytes(b, pid)
 	b.Logf("VM RSS: before %d MiB, peak %d MiB, 30 s after %d MiB", before>>20, peak>>20, after>>20)

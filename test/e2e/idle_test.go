@@ -56,6 +56,32 @@ func qemuPID(t testing.TB, dir string) int {
 }
 
 // rssBytes is a process's resident memory (VmRSS).
+// touchGiB runs a container that writes 1 GiB into a tmpfs and exits, and returns the VM
+// process's RSS just before it and at its peak.
+func touchGiB(tb testing.TB, e *env, pid int) (before, peak uint64) {
+	tb.Helper()
+	time.Sleep(5 * time.Second)
+	before = rssBytes(tb, pid)
+	peak = before
+	done := make(chan error, 1)
+	go func() {
+		_, err := e.docker_(nil, "run", "--rm", "--tmpfs", "/t:size=1100m", "bb:idle",
+			"dd", "if=/dev/zero", "of=/t/x", "bs=1M", "count=1024")
+		done <- err
+	}()
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				tb.Fatalf("1 GiB container: %v", err)
+			}
+			return before, max(peak, rssBytes(tb, pid))
+		case <-time.After(500 * time.Millisecond):
+			peak = max(peak, rssBytes(tb, pid))
+		}
+	}
+}
+
 func rssBytes(t testing.TB, pid int) uint64 {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -280,28 +306,7 @@ func TestIdlePause(t *testing.T) {
 	})
 
 	t.Run("MemoryBack", func(t *testing.T) {
-		time.Sleep(5 * time.Second)
-		before := rssBytes(t, pid)
-		peak := before
-		done := make(chan error, 1)
-		go func() {
-			_, err := e.docker_(nil, "run", "--rm", "--tmpfs", "/t:size=1100m", "bb:idle",
-				"dd", "if=/dev/zero", "of=/t/x", "bs=1M", "count=1024")
-			done <- err
-		}()
-	wait:
-		for {
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("1 GiB container: %v", err)
-				}
-				break wait
-			case <-time.After(500 * time.Millisecond):
-				peak = max(peak, rssBytes(t, pid))
-			}
-		}
-		peak = max(peak, rssBytes(t, pid))
+		before, peak := touchGiB(t, e, pid)
 		exited := time.Now()
 		var after uint64
 		for time.Since(exited) < 30*time.Second {
