@@ -14,12 +14,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/cluster"
 	"github.com/berth-dev/berth/host/dockerctx"
 	"github.com/berth-dev/berth/host/instance"
 	"github.com/berth-dev/berth/host/store"
-	"github.com/spf13/cobra"
 )
 
 // swarmTimeout bounds each node's wait to become active in the swarm, and the wait for
@@ -95,16 +96,7 @@ again on an existing cluster starts what is stopped and joins what is not joined
 					return err
 				}
 			}
-			if err := startNodes(cmd.Context(), out, rec); err != nil {
-				return err
-			}
-			if err := formSwarm(cmd.Context(), out, rec); err != nil {
-				return err
-			}
-			if err := pointContext(cmd.Context(), rec); err != nil {
-				return err
-			}
-			if err := waitReady(cmd.Context(), rec); err != nil {
+			if err := bringUp(cmd.Context(), out, rec); err != nil {
 				return err
 			}
 			fmt.Fprintf(out, "Cluster %q ready after %s: docker --context %s node ls\n", name, time.Since(t0).Round(time.Second), clusterContext(name))
@@ -307,16 +299,7 @@ func newClusterStartCommand() *cobra.Command {
 				return err
 			}
 			out := cmd.OutOrStdout()
-			if err := startNodes(cmd.Context(), out, rec); err != nil {
-				return err
-			}
-			if err := formSwarm(cmd.Context(), out, rec); err != nil {
-				return err
-			}
-			if err := pointContext(cmd.Context(), rec); err != nil {
-				return err
-			}
-			if err := waitReady(cmd.Context(), rec); err != nil {
+			if err := bringUp(cmd.Context(), out, rec); err != nil {
 				return err
 			}
 			fmt.Fprintf(out, "Cluster %q running\n", rec.Name)
@@ -534,4 +517,19 @@ func newClusterListCommand() *cobra.Command {
 	}
 	cmd.Flags().Bool("json", false, "print JSON")
 	return cmd
+}
+
+// bringUp starts every node, forms (or rejoins) the swarm, points the cluster's docker
+// context at a manager and waits until every node is Ready: create and start alike.
+func bringUp(ctx context.Context, out io.Writer, rec *cluster.Record) error {
+	if err := startNodes(ctx, out, rec); err != nil {
+		return err
+	}
+	if err := formSwarm(ctx, out, rec); err != nil {
+		return err
+	}
+	if err := pointContext(ctx, rec); err != nil {
+		return err
+	}
+	return waitReady(ctx, rec)
 }
