@@ -46,7 +46,11 @@ type Clock struct {
 	CheckedAt time.Time `json:"checkedAt"`
 	// Reason is why that check ran: boot, periodic, resume, host-sleep, stall.
 	Reason string `json:"reason"`
-	Error  string `json:"error,omitempty"`
+	// Rounds is how many round trips the check took: a step, or a round trip too long to
+	// trust, is followed by another that measures what is left (Residual) and corrects it.
+	Rounds   int           `json:"rounds"`
+	Residual time.Duration `json:"residual,omitempty"`
+	Error    string        `json:"error,omitempty"`
 }
 
 // Pause stops the VM's vCPUs (POST /v1/pause) and returns the new status.

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
@@ -110,49 +111,80 @@ func (d *Daemon) syncClock(ctx context.Context, reason string, bound time.Durati
 	d.syncClockWith(ctx, agent, reason, bound)
 }
 
-// syncClockWith sends the host's time, ahead by half the last round trip (the request's
-// expected one-way delay), and records what the agent measured and did.
+// syncClockWith checks the guest clock and records the result. One round sends the host's
+// time, ahead by half the last trusted round trip (the request's expected one-way delay);
+// the agent measures its offset and corrects it. A round whose round trip was long (the
+// guest was busy, or stood still: the time it got was stale by up to that long) or that
+// had to step the clock is followed at once by another, which measures what is left and
+// corrects that, up to clockRounds rounds within bound in all.
 func (d *Daemon) syncClockWith(ctx context.Context, agent *agentClient, reason string, bound time.Duration) {
+	cctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	st := &api.Clock{Reason: reason}
+	for st.Rounds < clockRounds {
+		res, rtt, err := d.clockRound(cctx, agent)
+		st.Rounds++
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			st.Error = err.Error()
+			d.log.Warn("failed to check the guest clock", "reason", reason, "round", st.Rounds, "err", err)
+			break
+		}
+		if res == nil {
+			break // an agent without TypeClock: its time was set as at boot
+		}
+		off := time.Duration(res.OffsetNanos)
+		if st.Rounds == 1 {
+			st.Offset, st.Action = off, res.Action
+		} else {
+			st.Residual = off
+		}
+		if res.Action != proto.ClockNone || reason != clockPeriodic {
+			d.log.Info("guest clock checked", "reason", reason, "round", st.Rounds, "offset", off, "action", res.Action, "rtt", rtt)
+		}
+		if res.Action != proto.ClockStep && rtt < clockTrustRTT {
+			break
+		}
+	}
+	st.CheckedAt = time.Now()
+	d.mu.Lock()
+	d.status.Clock = st
+	d.mu.Unlock()
+}
+
+// Clock rounds: at most clockRounds per check; a round trip under clockTrustRTT is the
+// channel's own delay (under TCG a few ms to tens of ms) and is trusted.
+const (
+	clockRounds   = 4
+	clockTrustRTT = 250 * time.Millisecond
+)
+
+// clockRound is one TypeClock round trip. It returns a nil result for an agent that has no
+// TypeClock (it gets TypeTime, as at boot).
+func (d *Daemon) clockRound(ctx context.Context, agent *agentClient) (*proto.ClockResult, time.Duration, error) {
 	c := d.clock()
 	c.mu.Lock()
 	ahead := c.rtt / 2
 	c.mu.Unlock()
-	cctx, cancel := context.WithTimeout(ctx, bound)
-	defer cancel()
 	start := time.Now()
-	resp, err := agent.call(cctx, proto.Request{Type: proto.TypeClock, TimeUnixNano: start.Add(ahead).UnixNano()})
+	resp, err := agent.call(ctx, proto.Request{Type: proto.TypeClock, TimeUnixNano: start.Add(ahead).UnixNano()})
 	rtt := time.Since(start)
 	if err != nil && strings.Contains(err.Error(), "unknown request type") {
-		// An agent without TypeClock: set the time as at boot.
-		_, err = agent.call(cctx, proto.Request{Type: proto.TypeTime, TimeUnixNano: time.Now().UnixNano()})
-		if err == nil {
-			return
-		}
+		_, err = agent.call(ctx, proto.Request{Type: proto.TypeTime, TimeUnixNano: time.Now().UnixNano()})
+		return nil, rtt, err
 	}
-	st := &api.Clock{CheckedAt: time.Now(), Reason: reason}
 	if err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		st.Error = err.Error()
-		d.log.Warn("failed to check the guest clock", "reason", reason, "err", err)
+		return nil, rtt, err
 	}
-	if resp.Clock != nil {
-		st.Offset, st.Action = time.Duration(resp.Clock.OffsetNanos), resp.Clock.Action
-		if st.Action != proto.ClockNone || reason != clockPeriodic {
-			d.log.Info("guest clock checked", "reason", reason, "offset", st.Offset, "action", st.Action, "rtt", rtt)
-		}
-		// A round trip of a VM that stood still says nothing about the channel's delay,
-		// and the time it was sent was stale when the guest got it: check again at once.
-		if err == nil && rtt < stallThreshold {
-			c.mu.Lock()
-			c.rtt = rtt
-			c.mu.Unlock()
-		} else if err == nil {
-			d.clockKick(clockStall)
-		}
+	if resp.Clock == nil {
+		return nil, rtt, errors.New("the agent answered a clock request without a result")
 	}
-	d.mu.Lock()
-	d.status.Clock = st
-	d.mu.Unlock()
+	if rtt < clockTrustRTT {
+		c.mu.Lock()
+		c.rtt = rtt
+		c.mu.Unlock()
+	}
+	return resp.Clock, rtt, nil
 }

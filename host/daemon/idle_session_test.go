@@ -229,3 +229,35 @@ func TestIdleStreamKeepsAwake(t *testing.T) {
 	release()
 	waitState(t, d, api.StatePaused, 5*time.Second)
 }
+
+// TestClockRounds: a clock check whose round trip was long (the guest stood still while the
+// request was on its way, so the time it got was stale) is followed at once by another; a
+// quick one is not.
+func TestClockRounds(t *testing.T) {
+	p := newPausableVM(t, "/nonexistent")
+	d := testDaemon()
+	d.inst = &store.Instance{Name: "t", Dir: t.TempDir()}
+	ctx := startPausable(t, d, p)
+
+	d.syncClock(ctx, clockPeriodic, 5*time.Second)
+	if c := d.Status().Clock; c == nil || c.Rounds != 1 || c.Error != "" {
+		t.Fatalf("a quick check: %+v, want 1 round", c)
+	}
+
+	p.Pause(ctx) // behind hostd's back, as SIGSTOP
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.syncClock(ctx, clockStall, 5*time.Second)
+	}()
+	time.Sleep(2 * clockTrustRTT)
+	p.Resume(ctx)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the clock check did not end")
+	}
+	if c := d.Status().Clock; c == nil || c.Rounds != 2 || c.Error != "" || c.Reason != clockStall {
+		t.Fatalf("a check that waited %s: %+v, want 2 rounds", 2*clockTrustRTT, c)
+	}
+}
