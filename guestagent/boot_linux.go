@@ -110,6 +110,13 @@ func boot(log *slog.Logger) (*BootInfo, error) {
 		return nil, fmt.Errorf("failed to switch to the root image: %w", err)
 	}
 	step("switched root")
+	// The engine's files are read while the rest of the boot runs (prefetch_linux.go).
+	prefetched := make(chan struct{})
+	go func() {
+		defer close(prefetched)
+		prefetch(log, engineFiles)
+	}()
+	defer func() { <-prefetched }()
 
 	if err := mountSystemFS(log); err != nil {
 		return nil, err

@@ -428,6 +428,30 @@ fixup_rootfs() {
 		ln -sfn xtables-nft-multi "$r/usr/sbin/$f"
 	done
 
+	# containerd's only client is dockerd. Plugins that cannot work here or that nothing
+	# uses are off: each costs start-up time under emulation (aufs alone runs modprobe) and
+	# memory. The CRI plugin (Kubernetes' API; kind and k3d bring their own containerd),
+	# the snapshotters for other filesystems, tracing and NRI. overlayfs and native stay:
+	# dockerd's containerd image store uses them.
+	cat >"$r/etc/containerd/config.toml" <<-'EOF'
+		# berth: written by installer/image/build.sh
+		version = 2
+		disabled_plugins = [
+		  "io.containerd.grpc.v1.cri",
+		  "io.containerd.snapshotter.v1.aufs",
+		  "io.containerd.snapshotter.v1.btrfs",
+		  "io.containerd.snapshotter.v1.zfs",
+		  "io.containerd.snapshotter.v1.devmapper",
+		  "io.containerd.snapshotter.v1.blockfile",
+		  "io.containerd.tracing.processor.v1.otlp",
+		  "io.containerd.internal.v1.tracing",
+		  "io.containerd.nri.v1.nri",
+		]
+
+		[plugins."io.containerd.internal.v1.opt"]
+		  path = "/var/lib/containerd/opt"
+	EOF
+
 	# /bin/sh is dash's, set up by its maintainer scripts, and dash is not in the closure:
 	# bash stands in, so `sh -c` (berth shell, scripts) works.
 	[ -e "$r/usr/bin/sh" ] || ln -sfn bash "$r/usr/bin/sh"

@@ -29,11 +29,12 @@ func TestArgs(t *testing.T) {
 		cfg     func() vm.Config
 		accel   string
 		want    []string // substrings of the joined command line
+		notWant []string // and substrings it must not hold
 		wantErr error
 	}{
 		{name: "amd64 tcg", cfg: func() vm.Config { return baseConfig("amd64") }, accel: "tcg", want: []string{
 			"-machine q35", "-accel tcg,thread=single -cpu max", "-smp 2", "-m 2048",
-			"-append console=ttyS0 quiet",
+			"-append console=ttyS0 quiet mitigations=off",
 			"-drive if=none,id=disk0,format=raw,file=/img/root.img,readonly=on -device virtio-blk-pci,drive=disk0,serial=berth-root",
 			"file=/home/u/.berth/default/data,,1.img,discard=unmap",
 			"-netdev dgram,id=net0,local.type=fd,local.str=3 -device virtio-net-pci,netdev=net0,romfile=,mac=5a:94:ef:e4:0c:ee",
@@ -44,7 +45,7 @@ func TestArgs(t *testing.T) {
 			"-no-reboot",
 		}},
 		{name: "arm64", cfg: func() vm.Config { return baseConfig("arm64") }, accel: "tcg", want: []string{"-machine virt", "console=ttyAMA0", "-cpu max,pauth-impdef=on"}},
-		{name: "kvm", cfg: func() vm.Config { return baseConfig("amd64") }, accel: "kvm", want: []string{"-accel kvm -cpu host"}},
+		{name: "kvm", cfg: func() vm.Config { return baseConfig("amd64") }, accel: "kvm", want: []string{"-accel kvm -cpu host"}, notWant: []string{"mitigations"}},
 		{name: "share", cfg: func() vm.Config {
 			c := baseConfig("amd64")
 			c.Shares = []vm.Share{{Tag: "home", HostPath: "/home/u", ReadOnly: true}}
@@ -86,6 +87,11 @@ func TestArgs(t *testing.T) {
 			for _, w := range tt.want {
 				if !strings.Contains(line, w) {
 					t.Errorf("command line lacks %q:\n%s", w, line)
+				}
+			}
+			for _, w := range tt.notWant {
+				if strings.Contains(line, w) {
+					t.Errorf("command line holds %q:\n%s", w, line)
 				}
 			}
 		})
