@@ -25,6 +25,13 @@ type HalfCloser interface {
 
 // Conn is a client connection seen through the check: reading it yields the bytes to
 // send to the engine; writing it, Close and CloseWrite go to the client unchanged.
+//
+// The data path costs what the unchecked socket's does: Pipe's io.Copy uses WriteTo, which
+// writes the engine's bytes straight from the read buffer they arrived in (no second copy),
+// one write per read for bodies, chunked bodies included (their framing is checked in place,
+// not line by line), and once a connection stops being HTTP it hands over to io.Copy on the
+// client's socket, exactly as without the check. Only request heads and create bodies are
+// copied out.
 type Conn struct {
 	c      HalfCloser
 	br     *bufio.Reader
@@ -33,9 +40,10 @@ type Conn struct {
 
 	wmu sync.Mutex // a refusal is written beside the engine's replies
 
-	pending   []byte // bytes ready for the engine
+	pending   []byte // bytes ready for the engine, ahead of the read buffer
+	ready     int    // bytes at the head of the read buffer checked and ready for the engine
 	raw       bool   // no more HTTP: pass everything through
-	bodyN     int64  // bytes of a Content-Length body left to pass
+	bodyN     int64  // bytes of a Content-Length body, or of chunk data, left to pass
 	chunk     chunkState
 	afterBody bool // go raw once the current body is passed (an upgrade request's body)
 	done      bool // a refusal was sent: the engine gets EOF
@@ -50,15 +58,24 @@ const (
 	chunkTrailer            // after the last chunk: trailer lines up to an empty one
 )
 
+// bufSize is the read buffer: bodies pass through it in reads of up to this size.
+const bufSize = 64 << 10
+
 // Wrap returns c seen through policy; a nil policy returns c itself.
 func Wrap(c HalfCloser, policy *Policy, log *slog.Logger) HalfCloser {
+	return wrapSize(c, policy, log, bufSize)
+}
+
+// wrapSize is Wrap with a read buffer of size bytes (tests walk buffer boundaries with
+// small ones).
+func wrapSize(c HalfCloser, policy *Policy, log *slog.Logger, size int) HalfCloser {
 	if policy == nil {
 		return c
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Conn{c: c, br: bufio.NewReaderSize(c, 64<<10), policy: policy, log: log}
+	return &Conn{c: c, br: bufio.NewReaderSize(c, size), policy: policy, log: log}
 }
 
 // NetConn returns the client's connection, for the forwarder's hangup watch.
@@ -79,94 +96,167 @@ func (c *Conn) CloseWrite() error { return c.c.CloseWrite() }
 // Read returns the next bytes for the engine.
 func (c *Conn) Read(p []byte) (int, error) {
 	for {
-		if len(c.pending) > 0 {
+		switch {
+		case len(c.pending) > 0:
 			n := copy(p, c.pending)
 			c.pending = c.pending[n:]
 			return n, nil
-		}
-		switch {
-		case c.done:
-			return 0, io.EOF
-		case c.raw:
-			return c.br.Read(p)
-		case c.chunk == chunkData && c.bodyN > 0, c.chunk == chunkNone && c.bodyN > 0:
-			// A body cut short by the client's EOF reaches the engine as it came.
-			n, err := c.br.Read(p[:min(int64(len(p)), c.bodyN)])
-			c.bodyN -= int64(n)
-			if c.bodyN == 0 && c.chunk == chunkNone && c.afterBody {
-				c.raw = true
-			}
+		case c.ready > 0:
+			n, err := c.br.Read(p[:min(len(p), c.ready)])
+			c.ready -= n
 			return n, err
-		case c.chunk != chunkNone:
-			if err := c.nextChunkPart(); err != nil {
-				return 0, err
-			}
-		default:
-			if err := c.nextRequest(); err != nil {
-				return 0, err
-			}
+		case c.raw && !c.done && c.br.Buffered() == 0:
+			return c.c.Read(p)
+		}
+		if err := c.step(); err != nil {
+			return 0, err
 		}
 	}
 }
 
-// nextChunkPart queues the next framing line of a chunked body as it came.
-func (c *Conn) nextChunkPart() error {
-	switch c.chunk {
-	case chunkData: // bodyN == 0: the CRLF after the data
-		line, err := c.readLine()
-		if err != nil || c.raw {
-			return err
+// WriteTo writes the bytes for the engine to w until the client's EOF (Pipe's io.Copy
+// calls it). Checked body bytes are written from the read buffer itself.
+func (c *Conn) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		switch {
+		case len(c.pending) > 0:
+			n, err := w.Write(c.pending)
+			total += int64(n)
+			c.pending = c.pending[n:]
+			if err != nil {
+				return total, err
+			}
+			if len(c.pending) == 0 {
+				c.pending = nil
+			}
+			continue
+		case c.ready > 0:
+			buf, _ := c.br.Peek(c.ready) // buffered: no read
+			n, err := w.Write(buf)
+			c.br.Discard(n)
+			c.ready -= n
+			total += int64(n)
+			if err != nil {
+				return total, err
+			}
+			continue
+		case c.raw && !c.done && c.br.Buffered() == 0:
+			// No more HTTP: the rest is copied as the unchecked socket copies it.
+			n, err := io.Copy(w, c.c)
+			return total + n, err
 		}
-		if len(bytes.TrimRight(line, "\r\n")) != 0 {
-			c.goRaw(line)
+		if err := c.step(); err != nil {
+			if errors.Is(err, io.EOF) {
+				return total, nil
+			}
+			return total, err
+		}
+	}
+}
+
+// step readies the next bytes for the engine (c.pending or c.ready), or finds the
+// connection raw, done or at its end. It runs only when nothing is pending or ready.
+func (c *Conn) step() error {
+	switch {
+	case c.done:
+		return io.EOF
+	case c.raw:
+		c.ready = c.br.Buffered()
+		return nil
+	case c.chunk == chunkNone && c.bodyN > 0:
+		// A Content-Length body passes as it comes; one cut short by the client's EOF
+		// reaches the engine as it came.
+		if c.br.Buffered() == 0 {
+			if _, err := c.br.Peek(1); err != nil {
+				return err
+			}
+		}
+		n := min(int64(c.br.Buffered()), c.bodyN)
+		c.ready, c.bodyN = int(n), c.bodyN-n
+		if c.bodyN == 0 && c.afterBody {
+			c.raw = true
+		}
+		return nil
+	case c.chunk != chunkNone:
+		return c.stepChunked()
+	default:
+		return c.nextRequest()
+	}
+}
+
+// stepChunked readies as much of a chunked body as the read buffer holds whole: data, and
+// framing lines that are complete. A line cut by the buffer's end waits for more bytes.
+func (c *Conn) stepChunked() error {
+	for {
+		buf, _ := c.br.Peek(c.br.Buffered())
+		n := c.scanChunked(buf)
+		if n > 0 || c.raw || c.chunk == chunkNone {
+			c.ready = n
 			return nil
 		}
-		c.pending = line
-		c.chunk = chunkSize
-	case chunkSize:
-		line, err := c.readLine()
-		if err != nil || c.raw {
-			return err
-		}
-		n, ok := parseChunkSize(line)
-		if !ok {
-			c.goRaw(line)
+		if len(buf) == c.br.Size() {
+			// A line longer than the buffer: not ours to judge, pass everything on.
+			c.raw = true
 			return nil
 		}
-		c.pending = line
-		if n == 0 {
-			c.chunk = chunkTrailer
-		} else {
-			c.chunk, c.bodyN = chunkData, n
-		}
-	case chunkTrailer:
-		line, err := c.readLine()
-		if err != nil || c.raw {
-			return err
-		}
-		c.pending = line
-		if len(bytes.TrimRight(line, "\r\n")) == 0 {
-			c.chunk = chunkNone
-			if c.afterBody {
+		if _, err := c.br.Peek(len(buf) + 1); err != nil {
+			if len(buf) > 0 {
+				// The client's last bytes, no complete line: the engine judges them.
 				c.raw = true
+				return nil
 			}
+			return err
 		}
 	}
-	return nil
 }
 
-// readLine reads one line up to '\n'; a line longer than the buffer is an error.
-func (c *Conn) readLine() ([]byte, error) {
-	line, err := c.br.ReadSlice('\n')
-	if err != nil {
-		if len(line) > 0 {
-			// A line longer than the buffer, or the client's last bytes: pass them on.
-			c.goRaw(line)
-			return nil, nil
+// scanChunked walks the chunked framing in buf from the current state and returns how many
+// bytes of buf it passed: whole data runs and complete lines, each as it came. A line it
+// cannot parse makes the connection raw from there.
+func (c *Conn) scanChunked(buf []byte) int {
+	off := 0
+	for off < len(buf) && !c.raw && c.chunk != chunkNone {
+		if c.chunk == chunkData && c.bodyN > 0 {
+			k := min(int64(len(buf)-off), c.bodyN)
+			off += int(k)
+			c.bodyN -= k
+			continue
 		}
-		return nil, err
+		i := bytes.IndexByte(buf[off:], '\n')
+		if i < 0 {
+			break // a line cut by the buffer's end
+		}
+		line := buf[off : off+i+1]
+		switch c.chunk {
+		case chunkData: // bodyN == 0: the CRLF after the data
+			if len(bytes.TrimRight(line, "\r\n")) != 0 {
+				c.raw = true
+				return off
+			}
+			c.chunk = chunkSize
+		case chunkSize:
+			n, ok := parseChunkSize(line)
+			if !ok {
+				c.raw = true
+				return off
+			}
+			if n == 0 {
+				c.chunk = chunkTrailer
+			} else {
+				c.chunk, c.bodyN = chunkData, n
+			}
+		case chunkTrailer:
+			if len(bytes.TrimRight(line, "\r\n")) == 0 {
+				c.chunk = chunkNone
+				if c.afterBody {
+					c.raw = true
+				}
+			}
+		}
+		off += len(line)
 	}
-	return append([]byte(nil), line...), nil
+	return off
 }
 
 // goRaw stops inspecting: what was read goes on as it came, then everything else.

@@ -2,6 +2,7 @@ package dockerproxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,27 +10,58 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/berth-dev/berth/guestagent/proto/prototest"
 )
 
 // fakeConn is a client connection in memory: in is what the client sent, out what it got.
+// With step > 0 each read returns at most step bytes, so lines and bodies arrive cut.
 type fakeConn struct {
-	in  *bytes.Reader
-	out bytes.Buffer
+	in   *bytes.Reader
+	out  bytes.Buffer
+	step int
 }
 
-func (f *fakeConn) Read(p []byte) (int, error)  { return f.in.Read(p) }
+func (f *fakeConn) Read(p []byte) (int, error) {
+	if f.step > 0 && len(p) > f.step {
+		p = p[:f.step]
+	}
+	return f.in.Read(p)
+}
 func (f *fakeConn) Write(p []byte) (int, error) { return f.out.Write(p) }
 func (f *fakeConn) Close() error                { return nil }
 func (f *fakeConn) CloseWrite() error           { return nil }
 
 // run passes in through the check and returns what reached the engine and what the
-// client was answered.
+// client was answered. It reads the check both ways Pipe could (Read with a small buffer,
+// which walks every state boundary, and WriteTo, which io.Copy uses), with the client's
+// bytes arriving whole and a few at a time, and fails unless all agree.
 func run(t testing.TB, p *Policy, in string) (engine, client string) {
 	t.Helper()
-	fc := &fakeConn{in: bytes.NewReader([]byte(in))}
-	c := Wrap(fc, p, nil)
+	engine, client = runRead(t, p, in, 0, bufSize)
+	for _, v := range []struct{ step, size int }{{0, bufSize}, {3, bufSize}, {5, 64}} {
+		e, c := runWriteTo(t, p, in, v.step, v.size)
+		if v.size < bufSize && (e != engine || c != client) {
+			// A small buffer may end inspection at a long line; it must not change bytes
+			// when nothing is refused or translated.
+			if client == "" && engine == in && e == in && c == "" {
+				continue
+			}
+		}
+		if e != engine || c != client {
+			t.Fatalf("WriteTo (reads of %d, buffer %d) disagrees with Read:\nengine %q\nwant   %q\nclient %q\nwant   %q", v.step, v.size, e, engine, c, client)
+		}
+	}
+	return engine, client
+}
+
+func runRead(t testing.TB, p *Policy, in string, step, size int) (engine, client string) {
+	t.Helper()
+	fc := &fakeConn{in: bytes.NewReader([]byte(in)), step: step}
+	c := wrapSize(fc, p, nil, size)
 	var got bytes.Buffer
-	// A small buffer walks every state boundary.
 	buf := make([]byte, 7)
 	for {
 		n, err := c.Read(buf)
@@ -40,6 +72,32 @@ func run(t testing.TB, p *Policy, in string) (engine, client string) {
 		if err != nil {
 			t.Fatalf("read: %v", err)
 		}
+	}
+	return got.String(), fc.out.String()
+}
+
+// writeLog records each Write apart, so a test can see how the bytes were framed.
+type writeLog struct {
+	bytes.Buffer
+	writes int
+}
+
+func (w *writeLog) Write(p []byte) (int, error) {
+	w.writes++
+	return w.Buffer.Write(p)
+}
+
+func runWriteTo(t testing.TB, p *Policy, in string, step, size int) (engine, client string) {
+	t.Helper()
+	fc := &fakeConn{in: bytes.NewReader([]byte(in)), step: step}
+	c := wrapSize(fc, p, nil, size)
+	var got writeLog
+	n, err := c.(io.WriterTo).WriteTo(&got)
+	if err != nil {
+		t.Fatalf("WriteTo: %v", err)
+	}
+	if n != int64(got.Len()) {
+		t.Fatalf("WriteTo counted %d bytes, wrote %d", n, got.Len())
 	}
 	return got.String(), fc.out.String()
 }
@@ -386,19 +444,51 @@ func FuzzRefuse(f *testing.F) {
 	})
 }
 
-// BenchmarkChunkedBody measures a 64 MiB chunked body (a build context: 32 KiB chunks, as
-// Go's HTTP client writes them) through the check, in memory, against reading it directly.
-func BenchmarkChunkedBody(b *testing.B) {
+// buildBody is a chunked POST /build of n chunks of size bytes (a build context: Go's HTTP
+// client writes 32 KiB chunks).
+func buildBody(n, size int) []byte {
 	var in bytes.Buffer
 	in.WriteString("POST /v1.43/build HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
-	chunk := bytes.Repeat([]byte{'x'}, 32<<10)
-	for range 2048 {
+	chunk := bytes.Repeat([]byte{'x'}, size)
+	for range n {
 		fmt.Fprintf(&in, "%x\r\n", len(chunk))
 		in.Write(chunk)
 		in.WriteString("\r\n")
 	}
 	in.WriteString("0\r\n\r\n")
-	data := in.Bytes()
+	return in.Bytes()
+}
+
+// Bodies go on in writes as large as the reads they came in, framing and all: no write per
+// chunk line (each write is a frame on the agent stream).
+func TestBodyWrites(t *testing.T) {
+	for name, in := range map[string][]byte{
+		"chunked 32 KiB": buildBody(64, 32<<10),
+		"chunked 100 B":  buildBody(20000, 100),
+		"length":         []byte(req("POST", "/images/load", nil, strings.Repeat("x", 2<<20))),
+		"attach":         []byte(req("POST", "/containers/a/attach?stdin=1", []string{"Connection: Upgrade", "Upgrade: tcp"}, "") + strings.Repeat("x", 2<<20)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			fc := &fakeConn{in: bytes.NewReader(in)}
+			var got writeLog
+			if _, err := Wrap(fc, NewPolicy("x", nil), nil).(io.WriterTo).WriteTo(&got); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Bytes(), in) {
+				t.Fatal("the engine got other bytes")
+			}
+			if limit := len(in)/bufSize + 4; got.writes > limit {
+				t.Errorf("%d bytes went on in %d writes, want at most %d", len(in), got.writes, limit)
+			}
+		})
+	}
+}
+
+// BenchmarkChunkedBody measures a 64 MiB chunked body (a build context: 32 KiB chunks, as
+// Go's HTTP client writes them) through the check, in memory, against copying it directly
+// as the unchecked socket does (io.Copy, 32 KiB buffer).
+func BenchmarkChunkedBody(b *testing.B) {
+	data := buildBody(2048, 32<<10)
 	for _, on := range []bool{false, true} {
 		name := "off"
 		if on {
@@ -406,17 +496,92 @@ func BenchmarkChunkedBody(b *testing.B) {
 		}
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
-			buf := make([]byte, 32<<10)
+			dst := struct{ io.Writer }{io.Discard} // the agent stream: no ReadFrom
 			for b.Loop() {
 				fc := &fakeConn{in: bytes.NewReader(data)}
-				var r io.Reader = fc
+				var r io.Reader = struct{ io.Reader }{fc} // a unix socket: no WriteTo
 				if on {
 					r = Wrap(fc, NewPolicy("x", nil), nil)
 				}
-				if _, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{r}, buf); err != nil {
+				if _, err := io.Copy(dst, r); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
+	}
+}
+
+// Through proto.Pipe on real unix sockets, as hostd runs it: a chunked build body, the
+// requests after it, and an attach whose raw bytes end with the client's half-close all
+// reach the engine as sent; the engine's answer, sent after that EOF, reaches the client.
+func TestPipeThroughCheck(t *testing.T) {
+	client, proxySide := prototest.UnixPair(t)
+	proxyEngine, engine := prototest.UnixPair(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	piped := make(chan error, 1)
+	go func() { piped <- proto.Pipe(ctx, Wrap(proxySide, testPolicy(), nil), proxyEngine) }()
+
+	sent := string(buildBody(40, 32<<10)) + req("GET", "/_ping", nil, "") +
+		req("POST", "/v1.43/containers/abc/attach?stream=1&stdin=1", []string{"Connection: Upgrade", "Upgrade: tcp"}, "") +
+		strings.Repeat("raw stdin ", 100000)
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(client, sent)
+		if err == nil {
+			err = client.CloseWrite()
+		}
+		wrote <- err
+	}()
+	got, err := io.ReadAll(engine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != sent {
+		t.Fatalf("the engine got %d bytes, not the %d sent", len(got), len(sent))
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(engine, "HTTP/1.1 101 UPGRADED\r\n\r\nbye"); err != nil {
+		t.Fatal(err)
+	}
+	engine.CloseWrite()
+	answer, err := io.ReadAll(client)
+	if err != nil || string(answer) != "HTTP/1.1 101 UPGRADED\r\n\r\nbye" {
+		t.Fatalf("the client got %q, %v", answer, err)
+	}
+	client.Close()
+	engine.Close()
+	if err := <-piped; err != nil {
+		t.Fatalf("Pipe: %v", err)
+	}
+}
+
+// A refused create on a real socket: the client gets the answer, the engine only EOF.
+func TestPipeRefused(t *testing.T) {
+	client, proxySide := prototest.UnixPair(t)
+	proxyEngine, engine := prototest.UnixPair(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	piped := make(chan error, 1)
+	go func() { piped <- proto.Pipe(ctx, Wrap(proxySide, testPolicy(), nil), proxyEngine) }()
+
+	ping := req("GET", "/_ping", nil, "")
+	if _, err := io.WriteString(client, ping+chunked("POST", "/containers/create", createBody([]string{"/not/shared:/x"}), 3)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(engine) // EOF: the refusal ends the engine's side
+	if err != nil || string(got) != ping {
+		t.Fatalf("the engine got %q, %v", got, err)
+	}
+	engine.Close()
+	answer, err := io.ReadAll(client)
+	if err != nil || !strings.HasPrefix(string(answer), "HTTP/1.1 400 ") || !strings.Contains(string(answer), "/not/shared is not shared") {
+		t.Fatalf("the client got %q, %v", answer, err)
+	}
+	client.Close()
+	if err := <-piped; err != nil {
+		t.Fatalf("Pipe: %v", err)
 	}
 }
