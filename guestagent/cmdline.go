@@ -64,6 +64,9 @@ const (
 	// CmdlineBare powers the guest off right after /proc is mounted: the boot benchmark
 	// times a bare kernel boot with the same kernel and initramfs.
 	CmdlineBare = "berth.bare"
+	// BareIdle as CmdlineBare's value (berth.bare=idle) keeps the bare guest up, idle,
+	// instead of powering it off: the idle benchmark's baseline for the VM's idle CPU.
+	BareIdle = "idle"
 	// CmdlineDebug turns on debug logging; PID 1 passes it to the serve process as
 	// BERTH_DEBUG=1.
 	CmdlineDebug = "berth.debug"

@@ -19,24 +19,56 @@ func openEngineLog(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 }
 
-// capLoop bounds the log at path until ctx ends: every interval (and at once) a log past
-// max is cut by capLog.
+// capLoop bounds the log at path until ctx ends: at once, and then within every interval
+// of a write to it, a log past max is cut by capLog. Writes are seen through inotify
+// (watchWrites), so an engine that writes nothing (an idle guest) costs no wake-up; where
+// the log cannot be watched it is checked every interval, as before.
 func capLoop(ctx context.Context, path string, max int64, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
 	failed := false
-	for {
+	check := func() {
 		if _, err := capLog(path, max); err != nil && !failed {
 			failed = true // reported once; the next success re-arms it
 			log.Warn("failed to cap the engine log", "path", path, "err", err)
 		} else if err == nil {
 			failed = false
 		}
+	}
+	wait := func(d time.Duration) bool {
+		t := time.NewTimer(d)
+		defer t.Stop()
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-t.C:
+			return true
 		}
+	}
+	for {
+		// Watched first, checked second: no write falls between the two unseen.
+		writes, stop, err := watchWrites(path)
+		check()
+		if err != nil {
+			if !wait(every) {
+				return
+			}
+			continue
+		}
+		for open := true; open; {
+			select {
+			case <-ctx.Done():
+				stop()
+				return
+			case _, open = <-writes:
+			}
+			// One check per interval however much is written: the writes of the
+			// interval are seen by the check at its end.
+			if open && !wait(every) {
+				stop()
+				return
+			}
+			check()
+		}
+		stop() // the file was removed or replaced: watch the new one
 	}
 }
 

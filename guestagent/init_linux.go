@@ -43,6 +43,11 @@ func Init(log *slog.Logger) {
 	if err != nil {
 		fatal(log, err)
 	}
+	if cl[CmdlineBare] == BareIdle {
+		// The idle benchmark's baseline: kernel + initramfs + a PID 1 that only waits.
+		for range sigs {
+		}
+	}
 	if cl.Flag(CmdlineBare) {
 		// The boot benchmark's baseline: kernel + initramfs, nothing else.
 		_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)

@@ -45,6 +45,7 @@ type PortWatcher struct {
 	current   []proto.Port
 	updates   pubsub.Topic[[]proto.Port] // KeepLatest: only the latest list matters
 	running   containerCount             // for the host's idle pause (activity.go)
+	kick      chan struct{}              // set by Run: Kick's way to the listener scan
 }
 
 // Subscribe returns a channel that gets the full list now and after every change.
@@ -72,17 +73,62 @@ func (w *PortWatcher) Run(ctx context.Context) {
 		return
 	}
 	// The kernel has no notification for new listening sockets short of eBPF; a scan of
-	// /proc/net is a few microseconds of work.
-	t := time.NewTicker(time.Second)
+	// /proc/net is a few microseconds of work, but each wakes an idle guest (under TCG a
+	// wake-up costs the host far more than the scan): scans are paced by scanPace.
+	kick := make(chan struct{}, 1)
+	w.mu.Lock()
+	w.kick = kick
+	w.mu.Unlock()
+	fastUntil := time.Now().Add(scanBurst)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		if ls, err := ScanListeners(w.ProcNet, w.Listeners == ListenersAll); err == nil {
-			w.update(nil, ls)
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-kick:
+			fastUntil = time.Now().Add(scanBurst)
+		}
+		if ls, err := ScanListeners(w.ProcNet, w.Listeners == ListenersAll); err == nil {
+			if w.update(nil, ls) {
+				fastUntil = time.Now().Add(scanBurst)
+			}
+		}
+		t.Stop()
+		t.Reset(scanPace(time.Now(), fastUntil))
+	}
+}
+
+// Listener scan pacing: every scanFast while something may be starting to listen — for
+// scanBurst after the watcher starts, after a scan that found a change, after any engine
+// event (a container started, an exec) and after Kick (a `berth shell` command) — and every
+// scanSlow otherwise, so an idle guest is not woken every second for it. Variables for
+// tests.
+var (
+	scanFast  = time.Second
+	scanSlow  = 10 * time.Second
+	scanBurst = time.Minute
+)
+
+// scanPace is the wait before the next listener scan.
+func scanPace(now, fastUntil time.Time) time.Duration {
+	if now.Before(fastUntil) {
+		return scanFast
+	}
+	return scanSlow
+}
+
+// Kick tells the watcher that something may start listening soon (a command started in the
+// guest): it scans now and then once a second for a while.
+func (w *PortWatcher) Kick() {
+	w.mu.Lock()
+	k := w.kick
+	w.mu.Unlock()
+	if k != nil {
+		select {
+		case k <- struct{}{}:
+		default:
 		}
 	}
 }
@@ -95,6 +141,7 @@ func (w *PortWatcher) followEngine(ctx context.Context) {
 	for ctx.Err() == nil {
 		// Subscribed first, listed second: no start can fall between the two.
 		c.ContainerEvents(ctx, func() { w.relist(ctx, c) }, func(ev dockerapi.Event) {
+			w.Kick() // a container or an exec in one may be about to listen
 			switch strings.SplitN(ev.Action, ":", 2)[0] {
 			case "start", "die", "destroy", "pause", "unpause", "restart", "stop", "kill":
 				w.relist(ctx, c)
@@ -147,7 +194,7 @@ func ContainerPorts(list []dockerContainer) []proto.Port {
 // update replaces one source's ports (nil keeps it) and publishes the merged list if it
 // changed. A listener on a published container port is the engine's proxy: the container
 // entry wins.
-func (w *PortWatcher) update(container, listeners []proto.Port) {
+func (w *PortWatcher) update(container, listeners []proto.Port) (changed bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if container != nil {
@@ -173,11 +220,12 @@ func (w *PortWatcher) update(container, listeners []proto.Port) {
 	}
 	slices.SortFunc(merged, func(a, b proto.Port) int { return cmp.Compare(a.Key(), b.Key()) })
 	if slices.Equal(merged, w.current) {
-		return
+		return false
 	}
 	w.current = merged
 	w.updates.Mode = pubsub.KeepLatest
 	w.updates.Publish(slices.Clone(merged))
+	return true
 }
 
 // ScanListeners reads /proc/net/{tcp,tcp6,udp,udp6} for listening sockets. Loopback-only

@@ -190,6 +190,9 @@ func (s *Server) handle(ctx context.Context, st *yamux.Stream, streams *streamSe
 	case proto.TypeDocker:
 		err = s.docker(ctx, st)
 	case proto.TypeExec:
+		if s.opts.Ports != nil {
+			s.opts.Ports.Kick() // the command may start a server: scan for listeners soon
+		}
 		err = s.exec(ctx, st, req.Exec)
 	case proto.TypeEvents:
 		err = s.events(ctx, st)

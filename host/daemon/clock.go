@@ -16,6 +16,10 @@ import (
 // host's wall clock jumped against its monotonic clock (the host slept: the guest's clock
 // stood still meanwhile) and when a ping shows the VM stood still (its process was
 // stopped). The agent measures the offset and steps or slews (proto.ClockAction).
+//
+// One timer serves every periodic check of a session (heartbeat, in idle.go: the ping,
+// the host-sleep comparison, the periodic clock check), so an idle hostd wakes once per
+// clockTick and for nothing else; clockLoop only runs the checks it is asked for.
 
 // Reasons for a clock check, shown in Status.Clock.
 const (
@@ -39,8 +43,9 @@ type clockState struct {
 	once sync.Once
 	kick chan string // a check is wanted now, and why
 
-	mu  sync.Mutex
-	rtt time.Duration // the last check's round trip: half of it is sent ahead
+	mu   sync.Mutex
+	rtt  time.Duration // the last check's round trip: half of it is sent ahead
+	last time.Time     // when clockLoop last finished a check (the periodic one counts from it)
 }
 
 func (d *Daemon) clock() *clockState {
@@ -56,38 +61,47 @@ func (d *Daemon) clockKick(reason string) {
 	}
 }
 
-// clockLoop checks the guest clock for one agent session (a follower in runSession).
+// clockDue reports whether the periodic check is due at now; when it is, the next one
+// counts from now (and again from the check's end), so a slow check is not asked twice.
+func (c *clockState) clockDue(now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.last.IsZero() {
+		c.last = now // the session's own check is on its way
+	}
+	if now.Sub(c.last) < clockEvery {
+		return false
+	}
+	c.last = now
+	return true
+}
+
+// clockLoop checks the guest clock for one agent session (a follower in runSession): once
+// at its start, then whenever it is kicked (by the heartbeat: periodic, host sleep,
+// stall). It has no timer of its own.
 func (d *Daemon) clockLoop(ctx context.Context, agent *agentClient) error {
 	c := d.clock()
+	done := func() {
+		c.mu.Lock()
+		c.last = time.Now()
+		c.mu.Unlock()
+	}
 	d.syncClockWith(ctx, agent, clockSession, clockCallBound)
-	last := time.Now()
-	prev := time.Now()
-	t := time.NewTicker(clockTick)
-	defer t.Stop()
+	done()
 	for {
-		reason := ""
+		var reason string
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-agent.done():
 			return nil
 		case reason = <-c.kick:
-		case now := <-t.C:
-			if hostSlept(now.Sub(prev), now.Round(0).Sub(prev.Round(0)), clockJump) {
-				reason = clockHostSleep
-			} else if now.Sub(last) >= clockEvery {
-				reason = clockPeriodic
-			}
-			prev = now
-		}
-		if reason == "" {
-			continue
 		}
 		if paused, _ := d.idle().t.paused(); paused {
 			continue // the resume sets the clock
 		}
 		d.syncClockWith(ctx, agent, reason, clockCallBound)
-		last = time.Now()
+		done()
 	}
 }
 

@@ -437,21 +437,47 @@ func (d *Daemon) followActivity(ctx context.Context, agent *agentClient) error {
 	return nil
 }
 
-// keepalive is agentClient.keepalive that knows about pauses: no ping is sent while the VM
-// is paused, and a ping whose wait spanned a pause is not held against the agent.
+// keepalive is the session's heartbeat: one timer, ticking every min(clockTick,
+// pingEvery), serves every periodic check, so an idle hostd wakes for nothing else.
+//   - Every tick compares the host's wall clock with its monotonic clock: a jump means the
+//     host slept, and the guest clock is checked (clockLoop).
+//   - Every pingEvery it pings the agent (agentClient.keepalive's rule) but knows about
+//     pauses: no ping while the VM is paused, and a ping whose wait spanned a pause is not
+//     held against the agent. A slow answer means the VM stood still: clock check.
+//   - Once clockEvery passed since the last clock check, it asks for the periodic one.
+//
+// The ping waits in this loop: while it does, the other checks wait too (the agent is not
+// answering anyway) and catch up on the next tick; a host sleep still shows then, as the
+// wall clock's jump against the monotonic one is measured from the tick before the ping.
 func (d *Daemon) keepalive(ctx context.Context, a *agentClient) {
 	i := d.idle()
-	t := time.NewTicker(pingEvery)
+	c := d.clock()
+	tick := min(clockTick, pingEvery)
+	pingTicks := max(1, int((pingEvery+tick/2)/tick)) // ticks between pings
+	t := time.NewTicker(tick)
 	defer t.Stop()
-	for {
+	prev := time.Now()
+	for n := 1; ; n++ {
+		var now time.Time
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.done():
 			return
-		case <-t.C:
+		case now = <-t.C:
 		}
+		slept := hostSlept(now.Sub(prev), now.Round(0).Sub(prev.Round(0)), clockJump)
+		prev = now
 		if paused, _ := i.t.paused(); paused {
+			continue // the resume pings nothing and sets the clock
+		}
+		switch {
+		case slept:
+			d.clockKick(clockHostSleep)
+		case c.clockDue(now):
+			d.clockKick(clockPeriodic)
+		}
+		if n%pingTicks != 0 {
 			continue
 		}
 		_, epoch := i.t.paused()
@@ -459,8 +485,8 @@ func (d *Daemon) keepalive(ctx context.Context, a *agentClient) {
 		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
 		_, err := a.info(pctx)
 		cancel()
-		paused, now := i.t.paused()
-		if paused || now != epoch {
+		paused, now2 := i.t.paused()
+		if paused || now2 != epoch {
 			continue
 		}
 		if err != nil && ctx.Err() == nil && !a.closed() {
