@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -511,16 +512,23 @@ func BenchmarkChunkedBody(b *testing.B) {
 	}
 }
 
+// pipeThroughCheck runs proto.Pipe between a client and an engine socket pair, the
+// client's side wrapped in the check, as hostd runs it; piped gets Pipe's result.
+func pipeThroughCheck(t *testing.T) (client, engine *net.UnixConn, piped <-chan error) {
+	client, proxySide := prototest.UnixPair(t)
+	proxyEngine, engine := prototest.UnixPair(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	done := make(chan error, 1)
+	go func() { done <- proto.Pipe(ctx, Wrap(proxySide, testPolicy(), nil), proxyEngine) }()
+	return client, engine, done
+}
+
 // Through proto.Pipe on real unix sockets, as hostd runs it: a chunked build body, the
 // requests after it, and an attach whose raw bytes end with the client's half-close all
 // reach the engine as sent; the engine's answer, sent after that EOF, reaches the client.
 func TestPipeThroughCheck(t *testing.T) {
-	client, proxySide := prototest.UnixPair(t)
-	proxyEngine, engine := prototest.UnixPair(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	piped := make(chan error, 1)
-	go func() { piped <- proto.Pipe(ctx, Wrap(proxySide, testPolicy(), nil), proxyEngine) }()
+	client, engine, piped := pipeThroughCheck(t)
 
 	sent := string(buildBody(40, 32<<10)) + req("GET", "/_ping", nil, "") +
 		req("POST", "/v1.43/containers/abc/attach?stream=1&stdin=1", []string{"Connection: Upgrade", "Upgrade: tcp"}, "") +
@@ -560,12 +568,7 @@ func TestPipeThroughCheck(t *testing.T) {
 
 // A refused create on a real socket: the client gets the answer, the engine only EOF.
 func TestPipeRefused(t *testing.T) {
-	client, proxySide := prototest.UnixPair(t)
-	proxyEngine, engine := prototest.UnixPair(t)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	piped := make(chan error, 1)
-	go func() { piped <- proto.Pipe(ctx, Wrap(proxySide, testPolicy(), nil), proxyEngine) }()
+	client, engine, piped := pipeThroughCheck(t)
 
 	ping := req("GET", "/_ping", nil, "")
 	if _, err := io.WriteString(client, ping+chunked("POST", "/containers/create", createBody([]string{"/not/shared:/x"}), 3)); err != nil {
