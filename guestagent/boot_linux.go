@@ -33,7 +33,7 @@ const (
 )
 
 // dataBinds are the engine's state directories, kept on the data disk.
-var dataBinds = []string{"docker", "containerd"}
+var dataBinds = []string{"docker", "containerd", "registry"}
 
 // Modules the engine needs that the boot subset does not carry. The real modprobe from the
 // root image loads them with their dependencies; the kernel autoloads the rest (netfilter
@@ -42,6 +42,8 @@ var engineModules = []string{
 	"overlay", "br_netfilter", "bridge", "veth", "nf_tables", "nft_chain_nat", "nft_compat",
 	"xt_MASQUERADE", "xt_addrtype", "xt_conntrack", "nf_nat", "ip_tables", "iptable_nat",
 	"iptable_filter",
+	// The agent's listener scan (sockdiag_linux.go); inet_diag comes as their dependency.
+	"tcp_diag", "udp_diag",
 }
 
 // Modules for the power button: without evdev there is no /dev/input/event* to watch,

@@ -60,6 +60,9 @@ type Engine struct {
 	Log              *slog.Logger
 	// Env is extra environment of both daemons (proxies from the host: engine_config.go).
 	Env []string
+	// Registry is the local registry's argv (registry.go); nil runs none. It is supervised
+	// like the daemons but is no part of the engine's readiness.
+	Registry []string
 
 	// Tunables, zero meaning the default; tests shorten them.
 	logMax       int64         // defaultLogMax
@@ -171,7 +174,7 @@ func (e *Engine) Start() error {
 	if err != nil {
 		return fmt.Errorf("failed to open engine log: %w", err)
 	}
-	adoptedDockerd, adoptedContainerd := e.adoptOrReap()
+	adoptedDockerd, adoptedContainerd, adoptedRegistry := e.adoptOrReap()
 	ctx, cancel := context.WithCancel(context.Background())
 	// kick asks the monitor to wait for readiness: a daemon (re)started or exited.
 	kick := make(chan struct{}, 1)
@@ -202,9 +205,18 @@ func (e *Engine) Start() error {
 		poke()
 	}
 
+	procs := []*supervised{dd, cd} // stop order: dockerd first
+	if len(e.Registry) > 0 {
+		rg := newSupervised("registry", e.Registry, logf, e.Log, restart)
+		if adoptedRegistry != nil {
+			rg.adopt(adoptedRegistry)
+		}
+		procs = append([]*supervised{rg}, procs...)
+	}
+
 	e.mu.Lock()
 	e.stopping = false
-	e.procs = []*supervised{dd, cd} // stop order: dockerd first
+	e.procs = procs
 	e.logf = logf
 	e.cancel = cancel
 	e.mu.Unlock()
@@ -218,6 +230,11 @@ func (e *Engine) Start() error {
 	}()
 	go func() { defer e.wg.Done(); cd.run() }()
 	go func() { defer e.wg.Done(); dd.run() }()
+	if len(procs) > 2 {
+		rg := procs[0]
+		e.wg.Add(1)
+		go func() { defer e.wg.Done(); rg.run() }()
+	}
 	return nil
 }
 

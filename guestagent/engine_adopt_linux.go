@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"syscall"
@@ -20,7 +21,7 @@ import (
 // shims (containerd-shim-*) are other binaries and are left alone, so containers survive
 // as far as dockerd allows. Unless dockerd is adopted its pid file is removed: its pid
 // may have been reused.
-func (e *Engine) adoptOrReap() (dockerd, containerd instance) {
+func (e *Engine) adoptOrReap() (dockerd, containerd, registry instance) {
 	r := &reaper{
 		procRoot: orDefault(e.procRoot, "/proc"),
 		self:     os.Getpid(),
@@ -39,12 +40,25 @@ func (e *Engine) adoptOrReap() (dockerd, containerd instance) {
 	if len(e.Containerd) > 0 {
 		containerd = e.adoptOrReapOne(r, "containerd", exeMatcher(e.Containerd[0]), "", e.dialContainerd)
 	}
+	if len(e.Registry) > 0 {
+		addr := argValue(e.Registry, "-addr", "")
+		if host, port, err := net.SplitHostPort(addr); err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
+			addr = net.JoinHostPort("127.0.0.1", port)
+		}
+		registry = e.adoptOrReapOne(r, "registry", exeMatcher(e.Registry[0]), "", func(ctx context.Context) error {
+			c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+	}
 	if dockerd == nil && pidfile != "" {
 		if err := os.Remove(pidfile); err == nil {
 			e.Log.Info("removed a stale pid file", "path", pidfile)
 		}
 	}
-	return dockerd, containerd
+	return dockerd, containerd, registry
 }
 
 // adoptOrReapOne adopts the one leftover daemon found by match (or pidfile) if it

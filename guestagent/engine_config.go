@@ -42,6 +42,12 @@ type EnginePaths struct {
 	CAOrig     string // the image's own bundle, kept to rebuild CABundle
 	ResolvConf string // the guest's resolver configuration (written from the DHCP lease)
 	ResolvOrig string // the lease's version, kept to rebuild ResolvConf
+	// The local registry (registry.go).
+	Hosts         string // the guest's /etc/hosts: the registry's name
+	CertsD        string // dockerd's per-registry trust: CertsD/NAME:PORT/ca.crt
+	RegistryCerts string // the served registry's cert.pem and key.pem
+	RegistryData  string // its storage, on the data disk
+	RegistryBin   string // tools/registry in the image
 }
 
 // DefaultEnginePaths are the image's paths.
@@ -53,6 +59,12 @@ func DefaultEnginePaths() EnginePaths {
 		CAOrig:     "/run/berth/ca-certificates.image.crt",
 		ResolvConf: "/run/resolv.conf", // /etc/resolv.conf links here (netcfg_linux.go)
 		ResolvOrig: "/run/berth/resolv.conf.lease",
+
+		Hosts:         "/etc/hosts",
+		CertsD:        "/etc/docker/certs.d",
+		RegistryCerts: "/run/berth/registry",
+		RegistryData:  "/var/lib/registry", // a bind of the data disk (dataBinds)
+		RegistryBin:   "/usr/libexec/berth/registry",
 	}
 }
 
@@ -73,6 +85,7 @@ func (s *EngineSetup) Run(ctx context.Context, wait time.Duration) {
 			s.mu.Lock()
 			s.applied = &cfg
 			s.Engine.Env = cfg.Env
+			s.Engine.Registry = registryArgv(s.Paths, cfg.Registry)
 			s.mu.Unlock()
 			s.start()
 			return
@@ -126,6 +139,7 @@ func (s *EngineSetup) Configure(cfg *proto.EngineConfig) error {
 	}
 	s.applied = cfg
 	s.Engine.Env = cfg.Env
+	s.Engine.Registry = registryArgv(s.Paths, cfg.Registry)
 	close(s.got)
 	return nil
 }
@@ -159,6 +173,11 @@ func (s *EngineSetup) apply(cfg *proto.EngineConfig) error {
 	}
 	if len(cfg.DNS) > 0 || len(cfg.DNSSearch) > 0 {
 		if err := rewriteResolvConf(p.ResolvConf, p.ResolvOrig, cfg.DNS, cfg.DNSSearch); err != nil {
+			return err
+		}
+	}
+	if cfg.Registry != nil {
+		if err := applyRegistry(p, cfg.Registry); err != nil {
 			return err
 		}
 	}

@@ -22,6 +22,12 @@ func testEnginePaths(t *testing.T) EnginePaths {
 		CAOrig:     filepath.Join(d, "run/berth/ca.image.crt"),
 		ResolvConf: filepath.Join(d, "run/resolv.conf"),
 		ResolvOrig: filepath.Join(d, "run/berth/resolv.conf.lease"),
+
+		Hosts:         filepath.Join(d, "etc/hosts"),
+		CertsD:        filepath.Join(d, "etc/docker/certs.d"),
+		RegistryCerts: filepath.Join(d, "run/berth/registry"),
+		RegistryData:  filepath.Join(d, "var/lib/registry"),
+		RegistryBin:   "/usr/libexec/berth/registry",
 	}
 }
 

@@ -42,7 +42,7 @@ func RunServe(log *slog.Logger) error { return errNotLinux }
 func daemonProcAttr() *syscall.SysProcAttr { return nil }
 
 // adoptOrReap finds leftover daemons in /proc; see engine_adopt_linux.go.
-func (e *Engine) adoptOrReap() (dockerd, containerd instance) { return nil, nil }
+func (e *Engine) adoptOrReap() (dockerd, containerd, registry instance) { return nil, nil, nil }
 
 func (s *Server) mountShares(st *yamux.Stream, _ []proto.Mount) error { return reply(st, errNotLinux) }
 func (s *Server) notify(context.Context, *yamux.Stream) error         { return errNotLinux }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the docker toolchain berth ships: the docker-compose and docker-buildx CLI plugins and
-# the docker CLI, from the Go module proxy at the versions pinned in tools/versions.env.
+# the docker CLI, from the Go module proxy at the versions pinned in tools/versions.env; and,
+# with --only registry, the guest's registry (DIR/berth-registry).
 #
-#   tools/build.sh --out DIR [--goos OS] [--goarch ARCH] [--only "compose buildx docker"]
+#   tools/build.sh --out DIR [--goos OS] [--goarch ARCH] [--only "compose buildx docker registry"]
 #
 # Writes DIR/cli-plugins/docker-compose, DIR/cli-plugins/docker-buildx and DIR/docker (with
 # .exe on windows), static (CGO_ENABLED=0), each stamped with its release version the way
@@ -23,7 +24,7 @@ trap 'echo "tools/build.sh: line $LINENO: \"$BASH_COMMAND\" failed" >&2' ERR
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 GO=${GO:-go}
-usage() { sed -n '5p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '6p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 out= goos=$($GO env GOOS) goarch=$($GO env GOARCH) only="compose buildx docker"
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -39,10 +40,10 @@ done
 . "$here/versions.env"
 ext=
 [ "$goos" = windows ] && ext=.exe
-mkdir -p "$out/cli-plugins"
+mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cache=${BERTH_TOOLCHAIN_CACHE:-$here/../_output/toolchain}/$goos-$goarch
-mkdir -p "$cache/cli-plugins"
+mkdir -p "$cache"
 if command -v flock >/dev/null 2>&1; then
 	exec 9>"$cache/.lock"
 	flock 9
@@ -51,7 +52,7 @@ fi
 # fresh FILE DIR: FILE exists and is newer than the pins, the module and this script.
 fresh() {
 	local f
-	for f in "$here/versions.env" "$2/go.mod" "$2/go.sum" "${BASH_SOURCE[0]}"; do
+	for f in "$here/versions.env" "$2/go.mod" "$2/go.sum" "$2"/*.go "${BASH_SOURCE[0]}"; do
 		[ -f "$1" ] && [ "$1" -nt "$f" ] || return 1
 	done
 }
@@ -60,6 +61,7 @@ fresh() {
 build() {
 	local name=$1 dir=$here/$2 mod=$3 ver=$4 pkg=$5 rel=$6 ldflags=$7 gcflags=${8:-} have
 	local dst=$out/$rel built=$cache/$rel
+	mkdir -p "$(dirname "$dst")" "$(dirname "$built")"
 	if fresh "$dst" "$dir"; then
 		echo "  unchanged  $dst ($name $ver)"
 		return
@@ -103,6 +105,11 @@ for t in $only; do
 		# vendor.mod's "go" line, given to the compiler for its packages instead:
 		build docker dockercli "$DOCKER_CLI_MODULE" "$DOCKER_CLI_VERSION" "$DOCKER_CLI_MODULE/cmd/docker" \
 			"docker$ext" "-X $DOCKER_CLI_MODULE/cli/version.Version=$v" "$DOCKER_CLI_MODULE/...=-lang=$DOCKER_CLI_GO" ;;
-	*) echo "tools/build.sh: --only $t: want compose, buildx or docker" >&2; exit 2 ;;
+	registry)
+		# The guest's registry (tools/registry, a main package of berth's around the
+		# distribution library), put into the guest image by installer/image/build.sh.
+		build berth-registry registry "$REGISTRY_MODULE" "$REGISTRY_VERSION" . \
+			"berth-registry$ext" "-X main.version=$REGISTRY_VERSION" ;;
+	*) echo "tools/build.sh: --only $t: want compose, buildx, docker or registry" >&2; exit 2 ;;
 	esac
 done

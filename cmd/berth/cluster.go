@@ -16,10 +16,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/cluster"
 	"github.com/berth-dev/berth/host/dockerctx"
 	"github.com/berth-dev/berth/host/instance"
+	"github.com/berth-dev/berth/host/registry"
 	"github.com/berth-dev/berth/host/store"
 )
 
@@ -41,8 +43,8 @@ manager. See docs/cluster.md.`,
 	return cmd
 }
 
-// ClusterContext is the docker context of a cluster.
-func clusterContext(name string) string { return "berth-" + name }
+// clusterContext is the docker context of a cluster.
+func clusterContext(name string) string { return cluster.ContextName(name) }
 
 func newClusterCreateCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -50,8 +52,11 @@ func newClusterCreateCommand() *cobra.Command {
 		Short: "Create and start NAME-1 ... NAME-N and join them into one swarm",
 		Long: `Create and start NAME-1 ... NAME-N on the cluster network NAME, initialise Docker Swarm
 on NAME-1 with its cluster address as the advertise address, join the first --managers as
-managers and the others as workers, and write the docker context berth-NAME. Running it
-again on an existing cluster starts what is stopped and joins what is not joined.`,
+managers and the others as workers, and write the docker context berth-NAME. NAME-1 also
+serves the cluster's registry, registry.local:5000 for every node (TLS with a CA berth
+creates for the cluster), at https://localhost:5000 on the host (--registry-port, or
+--no-registry). Running it again on an existing cluster starts what is stopped and joins
+what is not joined.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
@@ -65,16 +70,22 @@ again on an existing cluster starts what is stopped and joins what is not joined
 					assign = append(assign, n+"="+v)
 				}
 			}
+			noRegistry, _ := cmd.Flags().GetBool("no-registry")
+			regPort, _ := cmd.Flags().GetInt("registry-port")
 			// Check the settings before anything is created.
 			cfg, _, err := store.Set(store.DefaultConfig().Marshal(), assign)
 			if err != nil {
 				return fmt.Errorf("invalid settings: %w", err)
 			}
+			regCfg, _, err := store.Set(cfg.Marshal(), []string{"registry.enabled=true", "registry.hostPort=" + strconv.Itoa(regPort)})
+			if err != nil {
+				return fmt.Errorf("--registry-port: %w", err)
+			}
 			if _, err := store.Open(name); err == nil {
 				return fmt.Errorf("an instance named %q exists and its docker context is %s, the cluster's context name: pick another cluster name", name, clusterContext(name))
 			}
 			t0 := time.Now()
-			rec, err := cluster.Create(name, nodes, managers)
+			rec, err := cluster.Create(name, nodes, managers, !noRegistry)
 			if err != nil {
 				return err
 			}
@@ -92,7 +103,11 @@ again on an existing cluster starts what is stopped and joins what is not joined
 					}
 					continue
 				}
-				if _, err := store.Create(m.Instance, cfg); err != nil {
+				c := cfg
+				if m.Instance == rec.Registry {
+					c = regCfg
+				}
+				if _, err := store.Create(m.Instance, c); err != nil {
 					return err
 				}
 			}
@@ -108,6 +123,8 @@ again on an existing cluster starts what is stopped and joins what is not joined
 	cmd.Flags().StringP("cpus", "c", "", "CPUs of each node")
 	cmd.Flags().StringP("memory", "m", "", "memory of each node in GiB")
 	cmd.Flags().StringP("disk", "d", "", "data disk of each node in GiB")
+	cmd.Flags().Int("registry-port", store.DefaultRegistryHostPort, "host port of the cluster registry's API (https://localhost:PORT); 0 for none")
+	cmd.Flags().Bool("no-registry", false, "run no registry in the cluster")
 	return cmd
 }
 
@@ -226,22 +243,8 @@ func formSwarm(ctx context.Context, out io.Writer, rec *cluster.Record) error {
 // pointContext writes the cluster's docker context, pointing at the first manager that
 // runs and has the swarm's control plane.
 func pointContext(ctx context.Context, rec *cluster.Record) error {
-	for _, m := range rec.Managers() {
-		inst, err := store.Open(m.Instance)
-		if err != nil || inst.DaemonPID() == 0 {
-			continue
-		}
-		e := cluster.NewEngine(inst.Path(store.DockerSock))
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		s, err := e.Swarm(sctx)
-		cancel()
-		if err != nil || !s.ControlAvailable {
-			continue
-		}
-		return dockerctx.Ensure(clusterContext(rec.Name), "unix://"+inst.Path(store.DockerSock),
-			fmt.Sprintf("berth cluster %q (manager %s)", rec.Name, m.Instance))
-	}
-	return fmt.Errorf("cluster %q: no manager is running; start one with `berth cluster start %s`", rec.Name, rec.Name)
+	_, err := cluster.PointContext(ctx, rec, "")
+	return err
 }
 
 // waitReady waits until a manager lists every member Ready.
@@ -386,11 +389,21 @@ func newClusterDeleteCommand() *cobra.Command {
 
 // clusterStatus is `berth cluster status --json`.
 type clusterStatus struct {
-	Name    string       `json:"name"`
-	Subnet  string       `json:"subnet"`
-	Context string       `json:"context"`
-	Netd    int          `json:"netdPID"` // 0: not running
-	Nodes   []nodeStatus `json:"nodes"`
+	Name     string          `json:"name"`
+	Subnet   string          `json:"subnet"`
+	Context  string          `json:"context"`
+	Netd     int             `json:"netdPID"` // 0: not running
+	Nodes    []nodeStatus    `json:"nodes"`
+	Registry *registryStatus `json:"registry,omitempty"`
+}
+
+// registryStatus is the cluster's local registry.
+type registryStatus struct {
+	Node     string `json:"node"`            // the member that serves it
+	Endpoint string `json:"endpoint"`        // what the engines use: registry.local:5000
+	URL      string `json:"url,omitempty"`   // its API on the host; empty when not forwarded
+	CA       string `json:"ca"`              // the CA certificate, for curl --cacert
+	Error    string `json:"error,omitempty"` // why the rest is unknown
 }
 
 type nodeStatus struct {
@@ -431,7 +444,31 @@ func loadStatus(ctx context.Context, rec *cluster.Record) clusterStatus {
 		}
 		cs.Nodes = append(cs.Nodes, ns)
 	}
+	if rec.Registry != "" {
+		cs.Registry = &registryStatus{Node: rec.Registry, Endpoint: proto.RegistryName + ":" + strconv.Itoa(proto.RegistryPort)}
+		if p, err := registryPlan(rec.Registry); err != nil {
+			cs.Registry.Error = err.Error()
+		} else if p != nil {
+			cs.Registry.CA = p.CAPath()
+			if p.HostPort != 0 {
+				cs.Registry.URL = "https://localhost:" + strconv.Itoa(p.HostPort)
+			}
+		}
+	}
 	return cs
+}
+
+// registryPlan is where instance name's registry is (host/registry), from its berth.yaml.
+func registryPlan(name string) (*registry.Plan, error) {
+	inst, err := store.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := inst.Config()
+	if err != nil {
+		return nil, err
+	}
+	return registry.For(inst, cfg)
 }
 
 func newClusterStatusCommand() *cobra.Command {
@@ -456,6 +493,16 @@ func newClusterStatusCommand() *cobra.Command {
 				netd = "pid " + strconv.Itoa(cs.Netd)
 			}
 			fmt.Fprintf(out, "Cluster %s: network %s (%s), docker context %s\n", cs.Name, cs.Subnet, netd, cs.Context)
+			if r := cs.Registry; r != nil {
+				switch {
+				case r.Error != "":
+					fmt.Fprintf(out, "Registry %s on %s: %s\n", r.Endpoint, r.Node, r.Error)
+				case r.URL != "":
+					fmt.Fprintf(out, "Registry %s on %s, on the host at %s: curl --cacert %s %s/v2/_catalog\n", r.Endpoint, r.Node, r.URL, r.CA, r.URL)
+				default:
+					fmt.Fprintf(out, "Registry %s on %s (not forwarded to the host), CA %s\n", r.Endpoint, r.Node, r.CA)
+				}
+			}
 			w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(w, "NODE\tROLE\tADDRESS\tSTATE\tNETWORK\tSWARM")
 			for _, n := range cs.Nodes {
@@ -532,4 +579,22 @@ func bringUp(ctx context.Context, out io.Writer, rec *cluster.Record) error {
 		return err
 	}
 	return waitReady(ctx, rec)
+}
+
+// printRegistry writes `berth status`'s Registry line when the instance has a local
+// registry (docs/cluster.md).
+func printRegistry(w io.Writer, name string) {
+	p, err := registryPlan(name)
+	if err != nil || p == nil {
+		return
+	}
+	ep := proto.RegistryName + ":" + strconv.Itoa(proto.RegistryPort)
+	switch {
+	case !p.Serve:
+		fmt.Fprintf(w, "Registry:\t%s at %s (cluster %s), CA %s\n", ep, p.Addr, p.Cluster, p.CAPath())
+	case p.HostPort != 0:
+		fmt.Fprintf(w, "Registry:\t%s served here, https://localhost:%d on the host, CA %s\n", ep, p.HostPort, p.CAPath())
+	default:
+		fmt.Fprintf(w, "Registry:\t%s served here (not forwarded), CA %s\n", ep, p.CAPath())
+	}
 }

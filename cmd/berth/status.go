@@ -69,6 +69,7 @@ func newStatusCommand() *cobra.Command {
 					fmt.Fprintf(w, "Port failed:\t%s %s: %s\n", p.Proto, net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort)), p.Error)
 				}
 				fmt.Fprintf(w, "Ports:\t%d forwarded (berth ports)\n", active)
+				printRegistry(w, inst.Name)
 				printIdle(w, st) // pause.go
 			}
 			w.Flush()

@@ -19,3 +19,10 @@ const (
 	// HostNATIP is NAT'ed to the host's loopback: host.docker.internal in containers.
 	HostNATIP = "192.168.127.254"
 )
+
+// The local registry (docs/cluster.md, "The local registry"): the name every engine of an
+// instance or cluster with a registry resolves, and the port it serves on in the guest.
+const (
+	RegistryName = "registry.local"
+	RegistryPort = 5000
+)

@@ -27,4 +27,21 @@ type EngineConfig struct {
 	// guest's own resolver configuration (containers get them through DaemonJSON).
 	DNS       []string `json:"dns,omitempty"`
 	DNSSearch []string `json:"dnsSearch,omitempty"`
+	// Registry is the local registry; nil for none.
+	Registry *RegistryConfig `json:"registry,omitempty"`
+}
+
+// RegistryConfig is EngineConfig.Registry: the local registry this guest's engine uses,
+// and serves when Cert is set (docs/cluster.md, "The local registry").
+type RegistryConfig struct {
+	// Addr is the address RegistryName resolves to in this guest: its own loopback for a
+	// registry of its own, the serving node's cluster address in a cluster.
+	Addr string `json:"addr"`
+	// CA is the PEM certificate of the CA that signed the registry's certificate; the
+	// engine trusts it for RegistryName:RegistryPort (certs.d), not as an insecure registry.
+	CA string `json:"ca"`
+	// Cert and Key (PEM) are the registry's own certificate and key: set only for the
+	// guest that serves it, which then runs the registry on RegistryPort.
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
 }

@@ -354,8 +354,15 @@ type Port struct {
 	GuestIP   string `json:"hostIP"`
 	Port      int    `json:"port"`                // the port on the host, and in the guest
 	Container string `json:"container,omitempty"` // container name; empty for a plain listener
-	Source    string `json:"source"`              // "container" or "listener"
+	Source    string `json:"source"`              // a PortSource* value
 }
+
+// Port.Source values.
+const (
+	PortSourceContainer = "container" // a published container port
+	PortSourceListener  = "listener"  // a guest listener (portListeners)
+	PortSourceRegistry  = "registry"  // the local registry's API: hostd's own forward
+)
 
 // Key identifies a forward.
 func (p Port) Key() string { return fmt.Sprintf("%s/%s/%d", p.Proto, p.GuestIP, p.Port) }

@@ -111,7 +111,7 @@ type PortForward struct {
 	GuestIP   string `json:"guestIP"` // the address the container published (or the listener's)
 	GuestPort int    `json:"guestPort"`
 	Container string `json:"container,omitempty"`
-	Source    string `json:"source"`          // "container" or "listener"
+	Source    string `json:"source"`          // "container", "listener" or "registry" (hostd's own forward of the local registry)
 	State     string `json:"state"`           // "active" or "failed"
 	Error     string `json:"error,omitempty"` // why it failed, e.g. the host port is in use
 }

@@ -45,6 +45,9 @@ type Record struct {
 	Index   int      `json:"index"`
 	Subnet  string   `json:"subnet"`
 	Members []Member `json:"members"`
+	// Registry is the member that serves the cluster's local registry (registry.local);
+	// empty for none. Every member resolves the name to its address (host/registry).
+	Registry string `json:"registry,omitempty"`
 }
 
 // Member is one node of a cluster: instance NAME-N, at 10.77.X.(10+N) with MAC
@@ -182,9 +185,10 @@ func newMember(cluster string, x, n int, role string) Member {
 }
 
 // Create writes a new cluster's record with nodes members, the first managers of which
-// are managers. It picks the lowest subnet index no other cluster uses. A cluster that
-// exists with the same shape is returned as it is (create is re-runnable).
-func Create(name string, nodes, managers int) (*Record, error) {
+// are managers, and node 1 serving the local registry when registry is set. It picks the
+// lowest subnet index no other cluster uses. A cluster that exists with the same shape is
+// returned as it is (create is re-runnable).
+func Create(name string, nodes, managers int, registry bool) (*Record, error) {
 	if err := ValidName(name); err != nil {
 		return nil, err
 	}
@@ -242,6 +246,9 @@ func Create(name string, nodes, managers int) (*Record, error) {
 			role = RoleManager
 		}
 		r.Members = append(r.Members, newMember(name, x, n, role))
+	}
+	if registry {
+		r.Registry = r.Members[0].Instance
 	}
 	dir, _ := Dir(name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {

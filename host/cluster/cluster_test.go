@@ -28,7 +28,7 @@ func tempHome(t *testing.T) string {
 
 func TestCreateAddresses(t *testing.T) {
 	tempHome(t)
-	a, err := Create("demo", 3, 2)
+	a, err := Create("demo", 3, 2, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,14 +42,17 @@ func TestCreateAddresses(t *testing.T) {
 	if _, err := a.Member("other"); err == nil {
 		t.Fatal("a non-member was found")
 	}
-	b, err := Create("web", 1, 1)
+	if a.Registry != "demo-1" {
+		t.Fatalf("registry on %q, want demo-1", a.Registry)
+	}
+	b, err := Create("web", 1, 1, false)
 	if err != nil || b.Index != 2 {
 		t.Fatalf("second cluster: %+v, %v; want subnet index 2", b, err)
 	}
-	if _, err := Create("demo", 3, 2); err != nil {
+	if _, err := Create("demo", 3, 2, true); err != nil {
 		t.Fatalf("re-creating the same cluster: %v", err)
 	}
-	if _, err := Create("demo", 4, 2); err == nil {
+	if _, err := Create("demo", 4, 2, true); err == nil {
 		t.Fatal("re-creating with another shape was accepted")
 	}
 	st, err := os.Stat(filepath.Dir(mustPath(t, "demo", RecordFile)))
@@ -59,7 +62,7 @@ func TestCreateAddresses(t *testing.T) {
 	if err := Remove("demo"); err != nil {
 		t.Fatal(err)
 	}
-	if c, err := Create("next", 1, 1); err != nil || c.Index != 1 {
+	if c, err := Create("next", 1, 1, false); err != nil || c.Index != 1 {
 		t.Fatalf("a freed subnet index is not reused: %+v, %v", c, err)
 	}
 	for _, bad := range []string{"", "Demo", "_x", strings.Repeat("a", 28)} {
@@ -80,7 +83,7 @@ func mustPath(t *testing.T, name, file string) string {
 // TestRunNetd: netd serves its members and refuses others; stop removes its socket and lock.
 func TestRunNetd(t *testing.T) {
 	tempHome(t)
-	if _, err := Create("demo", 2, 1); err != nil {
+	if _, err := Create("demo", 2, 1, false); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/store"
 	"github.com/berth-dev/berth/vm"
@@ -93,6 +94,12 @@ func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit *vmExit) error {
 			d.publish(api.Event{State: state, Message: msg, Error: errString(err)})
 		})
 	d.ports.hold = d.clientHold // forwarded connections wake a paused VM (idle.go)
+	if r := d.registry; r != nil && r.Serve && r.HostPort != 0 {
+		d.ports.fixed = []fixedForward{{
+			Guest:    proto.Port{Proto: "tcp", GuestIP: "127.0.0.1", Port: proto.RegistryPort, Source: proto.PortSourceRegistry},
+			HostPort: r.HostPort,
+		}}
+	}
 	engineUp := make(chan error, 1)
 	d.wg.Add(1)
 	go func() {
@@ -124,5 +131,7 @@ func (d *Daemon) boot(ctx context.Context, drv vm.Driver, exit *vmExit) error {
 	d.inst.WriteState(store.State{State: api.StateRunning, PID: os.Getpid(), StartedAt: d.startedAt})
 	// Disk events start after Running, so that a start's progress never shows one.
 	close(d.running)
+	d.wg.Add(1)
+	go func() { defer d.wg.Done(); d.claimContext(ctx) }()
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/cluster"
+	"github.com/berth-dev/berth/host/store"
 	"github.com/berth-dev/berth/netproxy"
 	"github.com/berth-dev/berth/netproxy/clusternet"
 	"github.com/berth-dev/berth/vm"
@@ -141,3 +142,65 @@ func (c *clusterLink) cmdline() string {
 	}
 	return c.flag
 }
+
+// handOverContext moves the cluster's docker context to another running manager when it
+// points at this instance, which is stopping or whose VM died (docs/cluster.md): a script
+// using `docker --context berth-NAME` keeps working while a manager is down.
+func (d *Daemon) handOverContext() {
+	if d.cfg.Cluster == "" {
+		return
+	}
+	rec, err := cluster.Load(d.cfg.Cluster)
+	if err != nil || cluster.ContextOn(rec) != d.inst.Name {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	to, err := cluster.PointContext(ctx, rec, d.inst.Name)
+	if err != nil {
+		d.log.Warn("the cluster's docker context stays on this node", "context", cluster.ContextName(rec.Name), "err", err)
+		return
+	}
+	d.log.Info("moved the cluster's docker context", "context", cluster.ContextName(rec.Name), "to", to)
+}
+
+// claimContext points the cluster's docker context at a running manager when the member
+// it points at is not running (this node came back while it was down), trying until a
+// manager's swarm control plane is up or claimWait passed.
+func (d *Daemon) claimContext(ctx context.Context) {
+	if d.cfg.Cluster == "" {
+		return
+	}
+	rec, err := cluster.Load(d.cfg.Cluster)
+	if err != nil {
+		return
+	}
+	if _, err := rec.Member(d.inst.Name); err != nil {
+		return
+	}
+	deadline := time.Now().Add(claimWait)
+	for {
+		if on := cluster.ContextOn(rec); on != "" {
+			if inst, err := store.Open(on); err == nil && inst.DaemonPID() != 0 {
+				return
+			}
+		}
+		to, err := cluster.PointContext(ctx, rec, "")
+		if err == nil {
+			d.log.Info("pointed the cluster's docker context at a running manager", "context", cluster.ContextName(rec.Name), "to", to)
+			return
+		}
+		if time.Now().After(deadline) {
+			d.log.Warn("the cluster's docker context points at a stopped node", "context", cluster.ContextName(rec.Name), "err", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+// claimWait bounds claimContext: a manager's swarm control plane is up within it.
+const claimWait = 3 * time.Minute

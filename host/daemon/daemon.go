@@ -18,6 +18,7 @@ import (
 	"github.com/berth-dev/berth/host/dockerctx"
 	"github.com/berth-dev/berth/host/image"
 	"github.com/berth-dev/berth/host/localsock"
+	"github.com/berth-dev/berth/host/registry"
 	"github.com/berth-dev/berth/host/store"
 	"github.com/berth-dev/berth/netproxy"
 	"github.com/berth-dev/berth/vm"
@@ -44,6 +45,8 @@ type Daemon struct {
 	dockerPipe     bool // the driver serves the engine on a named pipe too (vm.Caps)
 	ports          *portManager
 	shares         *shares
+	registry       *registry.Plan        // the local registry; nil for none
+	registryGuest  *proto.RegistryConfig // what the agent gets for it (certificates signed for this run)
 
 	agentSet chan struct{}  // closed and replaced whenever agent changes
 	running  chan struct{}  // closed once the instance reached Running
@@ -205,6 +208,14 @@ func (d *Daemon) prepare(ctx context.Context, u *undo) (vm.Driver, error) {
 	}
 	if err := prepareDataDisk(d.inst.Path(store.DataDisk), d.cfg.Disk); err != nil {
 		return nil, err
+	}
+	if d.registry, err = registry.For(d.inst, d.cfg); err != nil {
+		return nil, err
+	}
+	if d.registry != nil {
+		if d.registryGuest, err = d.registry.Guest(); err != nil {
+			return nil, fmt.Errorf("the local registry's certificates: %w", err)
+		}
 	}
 	// A CA file that is missing or holds no certificate fails now (engine_config.go).
 	if _, err := d.engineConfig(); err != nil {

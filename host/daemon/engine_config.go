@@ -11,14 +11,15 @@ import (
 	"github.com/berth-dev/berth/host/engineconf"
 )
 
-// engineConfig builds the guest engine's configuration (proxy, CAs, daemon.json, DNS) from
-// berth.yaml and hostd's environment. It runs before the VM boots, so that a CA file that
+// engineConfig builds the guest engine's configuration (proxy, CAs, daemon.json, DNS, the
+// local registry) from berth.yaml and hostd's environment. It runs before the VM boots, so that a CA file that
 // is missing or holds no certificate fails the start at once, and again to send it.
 func (d *Daemon) engineConfig() (*proto.EngineConfig, error) {
 	ec, err := engineconf.Build(d.cfg, os.Getenv, d.log.With("component", "engine-config"))
 	if err != nil {
 		return nil, fmt.Errorf("%w (in %s)", err, d.inst.Path("berth.yaml"))
 	}
+	ec.Registry = d.registryGuest
 	return ec, nil
 }
 

@@ -21,6 +21,11 @@ import (
 // udpIdle ends a UDP peer's session after this long without traffic.
 const udpIdle = 60 * time.Second
 
+// failedRetry is how often a forward that failed to bind is tried again while the guest's
+// list stays the same: another process (or another instance of a cluster publishing the
+// same port) may have let the host port go.
+const failedRetry = 5 * time.Second
+
 // HostBindIP is the host address a guest port is bound to. A port published on every
 // address binds loopback unless the instance allows all (portBindAddress: 0.0.0.0): a
 // developer's container must not appear on the LAN by surprise (abiosoft/colima#186).
@@ -52,24 +57,40 @@ type portManager struct {
 	log     *slog.Logger
 	notify  func(msg string, err error) // state-change announcements
 
+	// fixed are forwards of hostd's own (the local registry's API), each on a host port of
+	// its own; a guest entry for the same port is left to them.
+	fixed []fixedForward
+	// retryEvery is failedRetry; tests shorten it.
+	retryEvery time.Duration
+
 	mu       sync.Mutex
 	forwards map[string]*forward
+	last     []proto.Port // the guest's latest list, for retries
+	retry    *time.Timer  // pending retry of failed forwards; nil for none
+	closed   bool         // closeAll ran: no retry opens anything
 
 	// hold, when set, counts a client connection until the returned func is called, and
 	// resumes a paused VM first (idle.go). Set before the first forward opens.
 	hold func(context.Context) func()
 }
 
+// fixedForward forwards the host's loopback HostPort to the guest port Guest.
+type fixedForward struct {
+	Guest    proto.Port
+	HostPort int
+}
+
 type forward struct {
-	port    proto.Port
-	hostIP  string
-	state   string // "active" or "failed"
-	err     string
-	closeFn func()
+	port     proto.Port
+	hostIP   string
+	hostPort int
+	state    string // "active" or "failed"
+	err      string
+	closeFn  func()
 }
 
 func newPortManager(ctx context.Context, agent func(context.Context) (*agentClient, error), bindAll bool, log *slog.Logger, notify func(string, error)) *portManager {
-	return &portManager{ctx: ctx, agent: agent, bindAll: bindAll, log: log, notify: notify, forwards: map[string]*forward{}}
+	return &portManager{ctx: ctx, agent: agent, bindAll: bindAll, log: log, notify: notify, forwards: map[string]*forward{}, retryEvery: failedRetry}
 }
 
 // follow applies every list the agent sends on this session until the stream ends. The
@@ -82,12 +103,24 @@ func (m *portManager) follow(ctx context.Context, agent *agentClient) error {
 // failed to bind is retried on every list, so freeing the host port and re-publishing
 // heals it.
 func (m *portManager) sync(list []proto.Port) {
-	want := map[string]proto.Port{}
-	for _, p := range list {
-		want[p.Key()] = p
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.closed {
+		return
+	}
+	m.last = list
+	want := map[string]proto.Port{}
+	hostPort := map[string]int{}
+	for _, p := range list {
+		if !m.fixedPort(p) {
+			want[p.Key()] = p
+			hostPort[p.Key()] = p.Port
+		}
+	}
+	for _, f := range m.fixed {
+		want[f.Guest.Key()] = f.Guest
+		hostPort[f.Guest.Key()] = f.HostPort
+	}
 	for k, f := range m.forwards {
 		if _, ok := want[k]; !ok {
 			f.closeFn()
@@ -99,21 +132,51 @@ func (m *portManager) sync(list []proto.Port) {
 		if f, ok := m.forwards[k]; ok && f.state == "active" {
 			continue
 		}
-		f := &forward{port: p, hostIP: HostBindIP(p.GuestIP, m.bindAll), closeFn: func() {}}
+		old := m.forwards[k]
+		f := &forward{port: p, hostIP: HostBindIP(p.GuestIP, m.bindAll), hostPort: hostPort[k], closeFn: func() {}}
+		if p.Source == proto.PortSourceRegistry {
+			f.hostIP = "127.0.0.1" // the registry's API stays on loopback, whatever portBindAddress says
+		}
 		if err := m.open(f); err != nil {
 			f.state, f.err = "failed", err.Error()
-			m.log.Warn("port forward failed", "port", k, "err", err)
-			m.notify("", fmt.Errorf("port %s/%d: %w", p.Proto, p.Port, err))
+			if old == nil || old.err != f.err { // a retry that fails the same way is not news
+				m.log.Warn("port forward failed", "port", k, "err", err)
+				m.notify("", fmt.Errorf("port %s/%d: %w", p.Proto, f.hostPort, err))
+			}
 		} else {
 			f.state = "active"
-			m.log.Info("port forwarded", "port", k, "host", net.JoinHostPort(f.hostIP, strconv.Itoa(p.Port)))
+			m.log.Info("port forwarded", "port", k, "host", net.JoinHostPort(f.hostIP, strconv.Itoa(f.hostPort)))
 		}
 		m.forwards[k] = f
+		if f.state == "failed" && m.retry == nil {
+			m.retry = time.AfterFunc(m.retryEvery, m.retryFailed)
+		}
+	}
+}
+
+// fixedPort says whether p is a guest port one of hostd's own forwards covers.
+func (m *portManager) fixedPort(p proto.Port) bool {
+	for _, f := range m.fixed {
+		if p.Proto == f.Guest.Proto && p.Port == f.Guest.Port {
+			return true
+		}
+	}
+	return false
+}
+
+// retryFailed applies the latest list again, which retries every failed forward.
+func (m *portManager) retryFailed() {
+	m.mu.Lock()
+	m.retry = nil
+	last, closed := m.last, m.closed
+	m.mu.Unlock()
+	if !closed && m.ctx.Err() == nil {
+		m.sync(last)
 	}
 }
 
 func (m *portManager) open(f *forward) error {
-	addr := net.JoinHostPort(f.hostIP, strconv.Itoa(f.port.Port))
+	addr := net.JoinHostPort(f.hostIP, strconv.Itoa(f.hostPort))
 	// "tcp6"/"udp6" make a wildcard IPv6 socket v6-only, so [::]:P and 0.0.0.0:P (docker
 	// publishes both for `-p P:...`) bind side by side instead of the second failing.
 	family := "4"
@@ -288,7 +351,7 @@ func (m *portManager) list() []api.PortForward {
 	out := []api.PortForward{}
 	for _, f := range m.forwards {
 		out = append(out, api.PortForward{
-			Proto: f.port.Proto, HostIP: f.hostIP, HostPort: f.port.Port, GuestIP: f.port.GuestIP,
+			Proto: f.port.Proto, HostIP: f.hostIP, HostPort: f.hostPort, GuestIP: f.port.GuestIP,
 			GuestPort: f.port.Port, Container: f.port.Container, Source: f.port.Source,
 			State: f.state, Error: f.err,
 		})
@@ -306,6 +369,11 @@ func (m *portManager) list() []api.PortForward {
 func (m *portManager) closeAll() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.closed = true
+	if m.retry != nil {
+		m.retry.Stop()
+		m.retry = nil
+	}
 	for k, f := range m.forwards {
 		f.closeFn()
 		delete(m.forwards, k)

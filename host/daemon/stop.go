@@ -20,6 +20,7 @@ func (d *Daemon) serve(ctx context.Context, drv vm.Driver, exit *vmExit) error {
 	defer d.closeDocker()
 	select {
 	case <-exit.done:
+		d.handOverContext()
 		err := exit.err
 		if err == nil {
 			err = errors.New("the VM powered off by itself")
@@ -39,6 +40,9 @@ func (d *Daemon) shutdown(drv vm.Driver, exit *vmExit, force bool) error {
 		d.resumeVM(context.Background(), "stop") // a paused guest cannot stop its engine (idle.go)
 	}
 	d.setState(api.StateStopping, "stopping", nil)
+	if !force {
+		d.handOverContext()
+	}
 	d.closeDocker()
 	if !force {
 		d.mu.Lock()

@@ -72,6 +72,8 @@ type Config struct {
 	// Cluster names the cluster the instance is a node of (host/cluster, docs/cluster.md):
 	// hostd attaches it to that cluster's network. `berth cluster create` sets it.
 	Cluster string `yaml:"cluster,omitempty"`
+	// Registry: the local registry this instance serves (registry.go, docs/cluster.md).
+	Registry RegistryConfig `yaml:"registry"`
 }
 
 // MemoryMiB is Memory in MiB, rounded to the nearest MiB.
@@ -92,6 +94,7 @@ func DefaultConfig() Config {
 		Idle:            IdleConfig{PauseAfter: DefaultPauseAfter},
 		HostCACerts:     true,
 		MountCheck:      true,
+		Registry:        RegistryConfig{HostPort: DefaultRegistryHostPort},
 	}
 }
 
@@ -171,6 +174,9 @@ func (c Config) Validate() error {
 		}
 	}
 	if err := c.Idle.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Registry.validate(); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, c.validateEngine()...)

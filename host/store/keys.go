@@ -32,6 +32,7 @@ var Keys = []Key{
 	{"docker", "a map of daemon.json keys (registry-mirrors, insecure-registries, features, log-driver, log-opts, default-address-pools, ...)", "the guest's /etc/docker/daemon.json"},
 	{"mountCheck", "true or false", "refuse docker bind mounts of host paths that no share carries (default true)"},
 	{"cluster", "a cluster name, or empty", "the cluster this instance is a node of (set by berth cluster create; docs/cluster.md)"},
+	{"registry", "enabled: true or false; hostPort: a port from 1 to 65535, or 0 for none", "registry.enabled runs the local registry (registry.local:5000) in this instance; registry.hostPort is its https://localhost port (default 5000)"},
 }
 
 // LookupKey finds a key by name, ignoring case ("boottimeout" is bootTimeout).

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Build the berth guest image from Debian trixie (13) packages.
 #
-#   installer/image/build.sh --arch amd64|arm64 --agent PATH/TO/static/berth-agent --out DIR
-#                            [--cache DIR] [--refresh]
+#   installer/image/build.sh --arch amd64|arm64 --agent PATH/TO/static/berth-agent
+#                            --registry PATH/TO/static/berth-registry --out DIR [--cache DIR] [--refresh]
 #
 # Writes into DIR:
 #   vmlinuz        Debian's kernel (amd64: bzImage; arm64: uncompressed arm64 Image, as vz needs)
 #   initrd.img     gzip'd newc cpio: /init (the agent), /dev/console, the few modules needed to
 #                  reach the root disk and the agent channel, and /etc/berth/modules (load order)
-#   root.img       ext4 image (label berth-root), mounted read-only by the guest
+#   root.img       ext4 image (label berth-root), mounted read-only by the guest; it also holds
+#                  the registry (tools/registry) as /usr/libexec/berth/registry
 #   manifest.json  arch, kernel version, package versions, artifact checksums
 #   .*.stamp .kver what each artifact was built from (+ its sha256); an artifact is rebuilt
 #                  only when that changes, so a second run with nothing changed takes <1 s
@@ -35,6 +36,8 @@ DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SCRIPT_PATH=$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
+# The registry's release, for manifest.json (the binary itself comes from --registry).
+REGISTRY_VERSION=$(. "$REPO_ROOT/tools/versions.env" && echo "$REGISTRY_VERSION")
 
 # Packages of the root filesystem; apt resolves their dependency closure (no Recommends).
 # usr-is-merged is named so that apt picks it over usrmerge (which drags in perl) for
@@ -110,11 +113,12 @@ usage() {
 
 # ---------------------------------------------------------------------------- arguments
 
-ARCH='' AGENT='' OUT='' CACHE='' REFRESH=0
+ARCH='' AGENT='' REGISTRY='' OUT='' CACHE='' REFRESH=0
 while (($#)); do
 	case $1 in
 	--arch) ARCH=${2:?}; shift 2 ;;
 	--agent) AGENT=${2:?}; shift 2 ;;
+	--registry) REGISTRY=${2:?}; shift 2 ;;
 	--out) OUT=${2:?}; shift 2 ;;
 	--cache) CACHE=${2:?}; shift 2 ;;
 	--refresh) REFRESH=1; shift ;;       # force apt-get update of the package lists
@@ -122,7 +126,7 @@ while (($#)); do
 	*) die "unknown argument: $1 (see --help)" ;;
 	esac
 done
-[[ -n $ARCH && -n $AGENT && -n $OUT ]] || usage
+[[ -n $ARCH && -n $AGENT && -n $REGISTRY && -n $OUT ]] || usage
 case $ARCH in
 amd64)
 	KARCH=x86
@@ -133,14 +137,16 @@ amd64)
 arm64) KARCH=arm64 ;;
 *) die "--arch must be amd64 or arm64, not $ARCH" ;;
 esac
-[[ -f $AGENT ]] || die "agent binary not found: $AGENT"
-# The agent runs as /init before anything else exists: it must be an ELF for the guest's arch
-# (and static; that is not checked here).
-case $(od -An -tx1 -N 4 "$AGENT" | tr -d ' ')/$(od -An -tu2 -j 18 -N 2 "$AGENT" | tr -d ' ') in
-7f454c46/62) [[ $ARCH == amd64 ]] || die "$AGENT is an amd64 binary, not $ARCH" ;;
-7f454c46/183) [[ $ARCH == arm64 ]] || die "$AGENT is an arm64 binary, not $ARCH" ;;
-*) die "$AGENT is not an amd64 or arm64 ELF binary" ;;
-esac
+# The agent runs as /init before anything else exists, the registry from the root image: each
+# must be an ELF for the guest's arch (and static; that is not checked here).
+for bin in "$AGENT" "$REGISTRY"; do
+	[[ -f $bin ]] || die "binary not found: $bin"
+	case $(od -An -tx1 -N 4 "$bin" | tr -d ' ')/$(od -An -tu2 -j 18 -N 2 "$bin" | tr -d ' ') in
+	7f454c46/62) [[ $ARCH == amd64 ]] || die "$bin is an amd64 binary, not $ARCH" ;;
+	7f454c46/183) [[ $ARCH == arm64 ]] || die "$bin is an arm64 binary, not $ARCH" ;;
+	*) die "$bin is not an amd64 or arm64 ELF binary" ;;
+	esac
+done
 ((EUID == 0)) || die "must run as root (image files need root ownership, /dev/console needs mknod)"
 
 for tool in apt-get apt-cache dpkg-deb tar xargs flock mkfs.ext4 e2fsck debugfs depmod cpio gzip \
@@ -153,6 +159,7 @@ mkdir -p "$CACHE" "$OUT"
 CACHE=$(cd "$CACHE" && pwd)
 OUT=$(cd "$OUT" && pwd)
 AGENT=$(cd "$(dirname "$AGENT")" && pwd)/$(basename "$AGENT")
+REGISTRY=$(cd "$(dirname "$REGISTRY")" && pwd)/$(basename "$REGISTRY")
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 APTDIR=$CACHE/apt-$SUITE-$ARCH # private apt state for this suite and arch: sources, lists, status, debs
@@ -301,7 +308,8 @@ for f in "$DEBS"/*.deb; do [[ -n ${KEEP[$f]:-} ]] || rm -f "$f"; done
 # ---------------------------------------------------------------------------- cache keys
 
 AGENT_SHA=$(sha256 "$AGENT")
-ROOT_KEY=$(cat "$WORK/root.pkgs" "$WORK/kernel.pkgs" <(echo "$SCRIPT_SHA") | sha256sum | cut -d' ' -f1)
+REGISTRY_SHA=$(sha256 "$REGISTRY")
+ROOT_KEY=$(cat "$WORK/root.pkgs" "$WORK/kernel.pkgs" <(echo "$SCRIPT_SHA $REGISTRY_SHA") | sha256sum | cut -d' ' -f1)
 KERNEL_KEY=$(cat "$WORK/kernel.pkgs" <(echo "$SCRIPT_SHA") | sha256sum | cut -d' ' -f1)
 INITRD_KEY=$(cat "$WORK/kernel.pkgs" <(echo "$SCRIPT_SHA $AGENT_SHA") | sha256sum | cut -d' ' -f1)
 
@@ -534,6 +542,7 @@ if ((NEED_ROOT)); then
 	for l in bin sbin lib; do [[ -L $R/$l ]] || die "a package replaced the /$l symlink"; done
 
 	fixup_rootfs "$R"
+	install -D -m 0755 "$REGISTRY" "$R/usr/libexec/berth/registry"
 
 	# Kernel modules (the subset chosen above) with a depmod index, so modprobe works in the
 	# guest (dockerd and iptables load netfilter, bridge, overlay, ... on demand).
@@ -651,6 +660,7 @@ if ! fresh manifest.json "$MANIFEST_KEY"; then
 			[[ -n $v ]] || die "$p is not in the root packages"
 			printf ',\n    "%s": "%s"' "$p" "$v"
 		done
+		printf ',\n    "registry": "%s"' "$REGISTRY_VERSION"
 		printf '\n  },\n'
 		printf '  "packages": {\n'
 		cat "$WORK/root.pkgs" "$WORK/kernel.pkgs" | LC_ALL=C sort |

@@ -5,8 +5,12 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,8 +64,9 @@ func TestCluster(t *testing.T) {
 		}
 	})
 
+	regPort := freePort(t)
 	t0 := time.Now()
-	e.mustBerth("cluster", "create", "demo", "--nodes", strconv.Itoa(nodes), "--cpus", "1", "--memory", "1")
+	e.mustBerth("cluster", "create", "demo", "--nodes", strconv.Itoa(nodes), "--cpus", "1", "--memory", "1", "--registry-port", strconv.Itoa(regPort))
 	created := time.Since(t0)
 	t.Logf("MEASURE cluster create --nodes %d: all nodes Ready after %s", nodes, created.Round(time.Second))
 
@@ -77,6 +82,7 @@ func TestCluster(t *testing.T) {
 			Instance, IP, State, Swarm string
 			Attached                   bool
 		}
+		Registry struct{ Node, Endpoint, URL, CA string }
 	}
 	if err := json.Unmarshal([]byte(e.mustBerth("cluster", "status", "demo", "--json")), &st); err != nil {
 		t.Fatal(err)
@@ -91,6 +97,12 @@ func TestCluster(t *testing.T) {
 	}
 	if out := e.mustBerth("list"); !strings.Contains(out, "CLUSTER") || !strings.Contains(out, " demo\n") {
 		t.Fatalf("berth list does not show the cluster column:\n%s", out)
+	}
+	if r := st.Registry; r.Node != node(1) || r.Endpoint != "registry.local:5000" || r.URL != "https://localhost:"+strconv.Itoa(regPort) || r.CA == "" {
+		t.Fatalf("cluster status: registry %+v", r)
+	}
+	if out := e.mustBerth("cluster", "status", "demo"); !strings.Contains(out, "curl --cacert "+st.Registry.CA) {
+		t.Fatalf("cluster status does not say how to reach the registry:\n%s", out)
 	}
 
 	// No registry is reachable: each node gets the image from the host. Its name points
@@ -127,26 +139,7 @@ func TestCluster(t *testing.T) {
 
 	// Throughput: 64 MiB over TCP from the last node to node 2 across the cluster network,
 	// against the same transfer inside node 2 (its own loopback), in the same run.
-	e.mustDockerAt(nodeCtx(2), "run", "-d", "--name", "bulk", "--network", "host", img, "testsrv", "sink", "8082")
-	const size = 64 << 20
-	timed := func(ctxName, addr string) float64 {
-		out := e.mustDockerAt(ctxName, "run", "--rm", "--network", "host", img, "testsrv", "send", addr, strconv.Itoa(size))
-		f := strings.Fields(out)
-		if len(f) == 0 {
-			t.Fatalf("no timing from testsrv send: %q", out)
-		}
-		sec, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			t.Fatalf("no timing from testsrv send: %q", out)
-		}
-		return sec
-	}
-	var cross float64
-	waitOut(t, 60*time.Second, "sent", func() (string, error) {
-		cross = timed(last, ip2+":8082")
-		return "sent", nil
-	})
-	local := timed(nodeCtx(2), "127.0.0.1:8082")
+	cross, local := clusterThroughput(e, nodeCtx(nodes), nodeCtx(2), ip2, img)
 	t.Logf("MEASURE node-to-node TCP over the cluster network: 64 MiB in %.2fs (%.1f MiB/s); same VM loopback: %.2fs (%.1f MiB/s); cluster/loopback throughput ratio %.2f",
 		cross, 64/cross, local, 64/local, local/cross)
 
@@ -159,6 +152,9 @@ func TestCluster(t *testing.T) {
 		return e.dockerAt(last, "run", "--rm", "--network", "appnet", img, "testsrv", "get", "http://web/")
 	})
 
+	// The seeds' flow through the cluster's registry (node 1, registry.local:5000).
+	seedsFlow(t, e, nodes, node, nodeCtx, img, st.Registry.CA, st.Registry.URL)
+
 	// An instance that is not a member cannot attach to the network: netd refuses it.
 	e.mustBerth("config", "set", "-p", "solo", "cluster=demo", "cpus=1", "memory=1")
 	if out, err := e.berth("start", "solo", "--activate=false"); err == nil || !strings.Contains(out, "not a member of cluster") {
@@ -166,14 +162,23 @@ func TestCluster(t *testing.T) {
 	}
 	e.mustBerth("delete", "--force", "--data", "solo")
 
-	// A restarted node rejoins by itself on its fixed address.
 	if nodes >= 3 {
-		e.mustBerth("stop", node(nodes))
-		waitOut(t, 2*time.Minute, node(nodes)+" Down", func() (string, error) {
-			return e.dockerAt("berth-demo", "node", "ls", "--format", "{{.Hostname}} {{.Status}}")
+		// Context failover: with three managers (two promoted), stopping the node the
+		// context points at moves berth-demo to another manager, which answers.
+		e.mustDockerAt("berth-demo", "node", "promote", node(2), node(3))
+		waitOut(t, 2*time.Minute, "3", func() (string, error) {
+			return e.dockerAt("berth-demo", "info", "--format", "{{.Swarm.Managers}}")
 		})
-		e.mustBerth("start", node(nodes), "--activate=false")
-		waitOut(t, 3*time.Minute, node(nodes)+" Ready", func() (string, error) {
+		before := e.mustDockerAt("default", "context", "inspect", "berth-demo", "--format", "{{.Endpoints.docker.Host}}")
+		if !strings.Contains(before, "/"+node(1)+"/") {
+			t.Fatalf("berth-demo points at %s, want %s", before, node(1))
+		}
+		e.mustBerth("stop", node(1))
+		after := e.mustDockerAt("default", "context", "inspect", "berth-demo", "--format", "{{.Endpoints.docker.Host}}")
+		if strings.Contains(after, "/"+node(1)+"/") {
+			t.Fatalf("berth-demo still points at the stopped %s: %s", node(1), after)
+		}
+		waitOut(t, 2*time.Minute, node(1)+" Down", func() (string, error) {
 			return e.dockerAt("berth-demo", "node", "ls", "--format", "{{.Hostname}} {{.Status}}")
 		})
 	}
@@ -196,7 +201,7 @@ func TestCluster(t *testing.T) {
 	}
 }
 
-func mustLookPath(t *testing.T, name string) string {
+func mustLookPath(t testing.TB, name string) string {
 	p, err := exec.LookPath(name)
 	if err != nil {
 		t.Fatalf("%s not found: %v", name, err)
@@ -205,7 +210,7 @@ func mustLookPath(t *testing.T, name string) string {
 }
 
 // waitOut runs f until its output contains want, at most d.
-func waitOut(t *testing.T, d time.Duration, want string, f func() (string, error)) {
+func waitOut(t testing.TB, d time.Duration, want string, f func() (string, error)) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -238,4 +243,150 @@ func processesUnder(home string) []int {
 		}
 	}
 	return pids
+}
+
+// seedsFlow is the seeds' tutorial on the cluster: an image built on the cluster and pushed
+// to registry.local:5000, listed by the registry's API from the host with berth's CA; a
+// service of three replicas, one per node, each node pulling it from the registry, its
+// published port answering on the host; the voting app as a stack (five services, two
+// overlay networks, a volume) converging; and a stopped worker's task rescheduled while the
+// published port keeps answering. img is busybox + testsrv, on every node.
+func seedsFlow(t *testing.T, e *env, nodes int, node, nodeCtx func(int) string, img, caPath, regURL string) {
+	// Push the base image and build an image on the cluster (the manager, node 1).
+	e.mustDockerAt(nodeCtx(1), "tag", img, "registry.local:5000/bb:1")
+	e.mustDockerAt(nodeCtx(1), "push", "registry.local:5000/bb:1")
+	bctx := filepath.Join(e.root, "web")
+	os.MkdirAll(bctx, 0o755)
+	os.WriteFile(filepath.Join(bctx, "Dockerfile"), []byte("FROM "+img+"\nCMD [\"testsrv\", \"http\", \"80\"]\n"), 0o644)
+	e.mustDockerAt("berth-demo", "build", "-t", "registry.local:5000/web:1.0.0", bctx)
+	e.mustDockerAt("berth-demo", "push", "registry.local:5000/web:1.0.0")
+
+	// The registry's API on the host, trusted through berth's CA alone.
+	pem, err := os.ReadFile(caPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s holds no certificate", caPath)
+	}
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}}
+	waitOut(t, time.Minute, `"web"`, func() (string, error) { return httpGetWith(hc, regURL+"/v2/_catalog") })
+
+	// A service of three replicas: one task per node, each node pulls from the registry.
+	webPort := freePort(t)
+	e.mustDockerAt("berth-demo", "service", "create", "--name", "web", "--replicas", strconv.Itoa(nodes),
+		"-p", strconv.Itoa(webPort)+":80", "registry.local:5000/web:1.0.0")
+	waitOut(t, 4*time.Minute, fmt.Sprintf("%d/%d", nodes, nodes), func() (string, error) {
+		return e.dockerAt("berth-demo", "service", "ls", "--filter", "name=web", "--format", "{{.Replicas}}")
+	})
+	placed := e.mustDockerAt("berth-demo", "service", "ps", "web", "--filter", "desired-state=running", "--format", "{{.Node}}")
+	for i := 1; i <= nodes; i++ {
+		if !strings.Contains(placed, node(i)) {
+			t.Fatalf("no task of web on %s:\n%s", node(i), placed)
+		}
+		if out := e.mustDockerAt(nodeCtx(i), "image", "ls", "-q", "registry.local:5000/web:1.0.0"); strings.TrimSpace(out) == "" {
+			t.Fatalf("%s did not pull registry.local:5000/web:1.0.0", node(i))
+		}
+	}
+	hostURL := fmt.Sprintf("http://127.0.0.1:%d/", webPort)
+	waitOut(t, 2*time.Minute, "hello from 80", func() (string, error) { return httpGetWith(hc, hostURL) })
+
+	// The voting app as a stack.
+	stack := filepath.Join(e.root, "stack.yaml")
+	if b, err := os.ReadFile("testdata/voting/stack.yaml"); err != nil || os.WriteFile(stack, b, 0o644) != nil {
+		t.Fatalf("copying the stack file: %v", err)
+	}
+	votePort := freePort(t)
+	cmd := exec.Command("docker", "--context", "berth-demo", "stack", "deploy", "--detach=true", "-c", stack, "vote")
+	cmd.Env = append(e.environ(), "VOTE_PORT="+strconv.Itoa(votePort))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("docker stack deploy: %v\n%s", err, out)
+	}
+	waitOut(t, 5*time.Minute, "5 converged", func() (string, error) {
+		out, err := e.dockerAt("berth-demo", "stack", "services", "vote", "--format", "{{.Name}} {{.Replicas}}")
+		n := 0
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if f := strings.Fields(l); len(f) == 2 && f[1] == "1/1" {
+				n++
+			}
+		}
+		return fmt.Sprintf("%d converged\n%s", n, out), err
+	})
+	waitOut(t, 2*time.Minute, "worker-ok", func() (string, error) {
+		return e.dockerAt("berth-demo", "service", "logs", "--raw", "vote_worker")
+	})
+	waitOut(t, 2*time.Minute, "hello from 80", func() (string, error) {
+		return httpGetWith(hc, fmt.Sprintf("http://127.0.0.1:%d/", votePort))
+	})
+	e.mustDockerAt("berth-demo", "stack", "rm", "vote")
+
+	// A worker stops: its task moves to the other nodes and the port keeps answering.
+	if nodes >= 3 {
+		e.mustBerth("stop", node(nodes))
+		waitOut(t, 4*time.Minute, "rescheduled", func() (string, error) {
+			out, err := e.dockerAt("berth-demo", "service", "ps", "web", "--filter", "desired-state=running", "--format", "{{.Node}} {{.CurrentState}}")
+			running := 0
+			for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+				if f := strings.Fields(l); len(f) >= 2 && f[0] != node(nodes) && f[1] == "Running" {
+					running++
+				}
+			}
+			if running == nodes {
+				return "rescheduled", err
+			}
+			return out, err
+		})
+		waitOut(t, 2*time.Minute, "hello from 80", func() (string, error) { return httpGetWith(hc, hostURL) })
+		// The restarted node rejoins by itself on its fixed address.
+		e.mustBerth("start", node(nodes), "--activate=false")
+		waitOut(t, 3*time.Minute, node(nodes)+" Ready", func() (string, error) {
+			return e.dockerAt("berth-demo", "node", "ls", "--format", "{{.Hostname}} {{.Status}}")
+		})
+	}
+	e.mustDockerAt("berth-demo", "service", "rm", "web")
+}
+
+// httpGetWith fetches url with c and returns the body.
+func httpGetWith(c *http.Client, url string) (string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err.Error(), err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return string(b), err
+}
+
+// clusterThroughput times 64 MiB over TCP from node from to node to's cluster address ip
+// (a sink on port 8082 of to's host network), and the same transfer inside to over its
+// own loopback, in seconds. img is busybox + testsrv on both nodes.
+func clusterThroughput(e *env, from, to, ip, img string) (cross, local float64) {
+	t := e.t
+	t.Helper()
+	e.mustDockerAt(to, "run", "-d", "--name", "bulk", "--network", "host", img, "testsrv", "sink", "8082")
+	const size = 64 << 20
+	timed := func(ctxName, addr string) float64 {
+		out := e.mustDockerAt(ctxName, "run", "--rm", "--network", "host", img, "testsrv", "send", addr, strconv.Itoa(size))
+		f := strings.Fields(out)
+		if len(f) == 0 {
+			t.Fatalf("no timing from testsrv send: %q", out)
+		}
+		sec, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			t.Fatalf("no timing from testsrv send: %q", out)
+		}
+		return sec
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for cross == 0 {
+		out, err := e.dockerAt(from, "run", "--rm", "--network", "host", img, "testsrv", "send", ip+":8082", strconv.Itoa(size))
+		if f := strings.Fields(out); err == nil && len(f) > 0 {
+			cross, _ = strconv.ParseFloat(f[len(f)-1], 64)
+		}
+		if cross == 0 && time.Now().After(deadline) {
+			t.Fatalf("no transfer to %s:8082 within 60s: %v\n%s", ip, err, out)
+		}
+	}
+	return cross, timed(to, "127.0.0.1:8082")
 }

@@ -118,13 +118,13 @@ func newTestCA(t *testing.T, dir string) testCA {
 	return c
 }
 
-// startRegistry builds and runs test/e2e/registry on the host's loopback and returns the
+// startRegistry builds and runs tools/registry on the host's loopback and returns the
 // reference prefix the guest reaches it by: host.docker.internal:PORT.
 func startRegistry(t *testing.T, dir string, ca testCA) string {
 	t.Helper()
 	bin := filepath.Join(dir, "registry-bin")
 	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = "registry"
+	build.Dir = "../../tools/registry"
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the test registry: %v\n%s", err, out)
 	}

@@ -1,4 +1,4 @@
-module github.com/berth-dev/berth/test/e2e/registry
+module github.com/berth-dev/berth/tools/registry
 
 go 1.26.0
 
