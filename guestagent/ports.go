@@ -31,12 +31,14 @@ const (
 
 // PortWatcher keeps the list of ports the guest wants forwarded: published container ports
 // from the engine (its event stream triggers a re-list, so a port shows up as soon as the
-// container starts) plus, per policy, listening sockets found in /proc/net.
+// container starts) plus, per policy, listening sockets the kernel reports (sock_diag,
+// /proc/net as the fallback).
 type PortWatcher struct {
 	DockerSocket string
 	Listeners    string
 	Log          *slog.Logger
-	// ProcNet is /proc/net; a field so tests can point it at fixtures.
+	// ProcNet, when set, is read instead of the kernel's sockets (sock_diag, else
+	// /proc/net): tests point it at fixtures.
 	ProcNet string
 
 	mu        sync.Mutex
@@ -58,8 +60,9 @@ func (w *PortWatcher) Subscribe() (<-chan []proto.Port, func()) {
 
 // Run follows the engine and the listeners until ctx ends.
 func (w *PortWatcher) Run(ctx context.Context) {
-	if w.ProcNet == "" {
-		w.ProcNet = "/proc/net"
+	sc := &listenerScanner{procNet: w.ProcNet, loopback: w.Listeners == ListenersAll, log: w.Log}
+	if sc.procNet == "" { // the running kernel's sockets, not fixtures
+		sc.procNet, sc.diag = "/proc/net", scanSockDiag
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -72,9 +75,9 @@ func (w *PortWatcher) Run(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
-	// The kernel has no notification for new listening sockets short of eBPF; a scan of
-	// /proc/net is a few microseconds of work, but each wakes an idle guest (under TCG a
-	// wake-up costs the host far more than the scan): scans are paced by scanPace.
+	// The kernel has no notification for new listening sockets short of eBPF; a scan is a
+	// few sock_diag requests, but each wakes an idle guest (under TCG a wake-up costs the
+	// host far more than the scan): scans are paced by scanPace.
 	kick := make(chan struct{}, 1)
 	w.mu.Lock()
 	w.kick = kick
@@ -90,7 +93,7 @@ func (w *PortWatcher) Run(ctx context.Context) {
 		case <-kick:
 			fastUntil = time.Now().Add(scanBurst)
 		}
-		if ls, err := ScanListeners(w.ProcNet, w.Listeners == ListenersAll); err == nil {
+		if ls, err := sc.scan(time.Now()); err == nil {
 			if w.update(nil, ls) {
 				fastUntil = time.Now().Add(scanBurst)
 			}
@@ -185,7 +188,7 @@ func ContainerPorts(list []dockerContainer) []proto.Port {
 			if ip == "" {
 				ip = "0.0.0.0"
 			}
-			out = append(out, proto.Port{Proto: p.Type, GuestIP: ip, Port: p.PublicPort, Container: name, Source: "container"})
+			out = append(out, proto.Port{Proto: p.Type, GuestIP: ip, Port: p.PublicPort, Container: name, Source: proto.PortSourceContainer})
 		}
 	}
 	return out
@@ -228,8 +231,46 @@ func (w *PortWatcher) update(container, listeners []proto.Port) (changed bool) {
 	return true
 }
 
+// listenerScanner finds listening sockets: over NETLINK_SOCK_DIAG (sockdiag_linux.go) when
+// diag is set, else, or when that fails, from procNet's text files.
+type listenerScanner struct {
+	procNet  string
+	loopback bool
+	diag     func(loopback bool) ([]proto.Port, error) // scanSockDiag; nil: procNet only
+	log      *slog.Logger
+
+	diagOffUntil time.Time // after a failure, /proc/net until then
+	diagFailed   bool      // the failure was logged
+}
+
+// diagRetry is how long the scan reads /proc/net after sock_diag failed before it tries
+// sock_diag again. A kernel without a diag handler tries to load its module (an exec of
+// modprobe) on every request, so it is not asked every second.
+const diagRetry = 10 * time.Minute
+
+func (s *listenerScanner) scan(now time.Time) ([]proto.Port, error) {
+	if s.diag != nil && !now.Before(s.diagOffUntil) {
+		ls, err := s.diag(s.loopback)
+		if err == nil {
+			if s.diagFailed && s.log != nil {
+				s.log.Info("listener scan: sock_diag works again")
+			}
+			s.diagFailed = false
+			return ls, nil
+		}
+		if !s.diagFailed && s.log != nil {
+			s.log.Info("listener scan: sock_diag failed, reading /proc/net instead (load the inet_diag, tcp_diag and udp_diag modules to avoid it)",
+				"err", err, "retryIn", diagRetry)
+		}
+		s.diagFailed = true
+		s.diagOffUntil = now.Add(diagRetry)
+	}
+	return ScanListeners(s.procNet, s.loopback)
+}
+
 // ScanListeners reads /proc/net/{tcp,tcp6,udp,udp6} for listening sockets. Loopback-only
-// ones are included only with loopback.
+// ones are included only with loopback. The agent asks sock_diag first (scanSockDiag); this
+// is its fallback.
 func ScanListeners(procNet string, loopback bool) ([]proto.Port, error) {
 	out := []proto.Port{}
 	seen := map[string]bool{}
@@ -280,22 +321,32 @@ func parseProcNet(r io.Reader, protoName, listenState string, loopback bool) ([]
 		if err != nil {
 			return nil, err
 		}
-		if ip.IsLoopback() && !loopback {
-			continue
-		}
-		if !ip.IsLoopback() && !ip.IsUnspecified() {
-			continue // bound to one guest interface address: not a host-facing service
-		}
-		out = append(out, proto.Port{Proto: protoName, GuestIP: ip.String(), Port: int(port), Source: "listener"})
-		// A wildcard IPv6 socket also takes IPv4 (net.ipv6.bindv6only is 0), which is how
-		// most servers listen: the host gets it on both families.
-		if ip.Equal(net.IPv6unspecified) {
-			out = append(out, proto.Port{Proto: protoName, GuestIP: "0.0.0.0", Port: int(port), Source: "listener"})
-		} else if ip.Equal(net.IPv6loopback) {
-			out = append(out, proto.Port{Proto: protoName, GuestIP: "127.0.0.1", Port: int(port), Source: "listener"})
-		}
+		out = appendListener(out, protoName, ip, int(port), loopback)
 	}
 	return out, sc.Err()
+}
+
+// appendListener appends the forwards for one listening socket (both scans share it): those
+// on a wildcard address, and with loopback those on a loopback address.
+func appendListener(out []proto.Port, protoName string, ip net.IP, port int, loopback bool) []proto.Port {
+	if port == 0 {
+		return out
+	}
+	if ip.IsLoopback() && !loopback {
+		return out
+	}
+	if !ip.IsLoopback() && !ip.IsUnspecified() {
+		return out // bound to one guest interface address: not a host-facing service
+	}
+	out = append(out, proto.Port{Proto: protoName, GuestIP: ip.String(), Port: port, Source: proto.PortSourceListener})
+	// A wildcard IPv6 socket also takes IPv4 (net.ipv6.bindv6only is 0), which is how
+	// most servers listen: the host gets it on both families.
+	if ip.Equal(net.IPv6unspecified) {
+		out = append(out, proto.Port{Proto: protoName, GuestIP: "0.0.0.0", Port: port, Source: proto.PortSourceListener})
+	} else if ip.Equal(net.IPv6loopback) {
+		out = append(out, proto.Port{Proto: protoName, GuestIP: "127.0.0.1", Port: port, Source: proto.PortSourceListener})
+	}
+	return out
 }
 
 // parseProcIP decodes /proc/net's hex address: 32-bit words in host (little-endian) order.
