@@ -146,11 +146,12 @@ func TestCluster(t *testing.T) {
 	// Overlay (VXLAN over the cluster network): a service on node 2, reached by its name
 	// from a container on the last node.
 	e.mustDockerAt("berth-demo", "network", "create", "--driver", "overlay", "--attachable", "appnet")
-	e.mustDockerAt("berth-demo", "service", "create", "--name", "web", "--network", "appnet", "--no-resolve-image",
+	e.mustDockerAt("berth-demo", "service", "create", "--name", "echo", "--network", "appnet", "--no-resolve-image",
 		"--constraint", "node.hostname=="+node(2), img, "testsrv", "http", "80")
 	waitOut(t, 2*time.Minute, "hello from 80", func() (string, error) {
-		return e.dockerAt(last, "run", "--rm", "--network", "appnet", img, "testsrv", "get", "http://web/")
+		return e.dockerAt(last, "run", "--rm", "--network", "appnet", img, "testsrv", "get", "http://echo/")
 	})
+	e.mustDockerAt("berth-demo", "service", "rm", "echo")
 
 	// The seeds' flow through the cluster's registry (node 1, registry.local:5000).
 	seedsFlow(t, e, nodes, node, nodeCtx, img, st.Registry.CA, st.Registry.URL)
@@ -285,8 +286,9 @@ func seedsFlow(t *testing.T, e *env, nodes int, node, nodeCtx func(int) string, 
 		if !strings.Contains(placed, node(i)) {
 			t.Fatalf("no task of web on %s:\n%s", node(i), placed)
 		}
-		if out := e.mustDockerAt(nodeCtx(i), "image", "ls", "-q", "registry.local:5000/web:1.0.0"); strings.TrimSpace(out) == "" {
-			t.Fatalf("%s did not pull registry.local:5000/web:1.0.0", node(i))
+		// A service's tasks pull by digest (web@sha256:…), without the tag.
+		if out := e.mustDockerAt(nodeCtx(i), "image", "ls", "--digests", "--format", "{{.Repository}}@{{.Digest}}"); !strings.Contains(out, "registry.local:5000/web@sha256:") {
+			t.Fatalf("%s did not pull registry.local:5000/web from the registry", node(i))
 		}
 	}
 	hostURL := fmt.Sprintf("http://127.0.0.1:%d/", webPort)
