@@ -12,6 +12,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/berth-dev/berth/host/store"
 )
 
 // Name is the context name for an instance: "berth" for the default one.
@@ -73,11 +75,12 @@ func Ensure(name, host, description string) error {
 	if err := os.MkdirAll(md, 0o755); err != nil {
 		return fmt.Errorf("failed to create docker context %q: %w", name, err)
 	}
-	tmp := filepath.Join(md, ".meta.json.tmp")
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	// A temp file of its own: several processes may write one context at once (a cluster's
+	// context: `berth cluster create` and the nodes' hostds); the last rename wins whole.
+	if err := store.WriteFileAtomic(filepath.Join(md, "meta.json"), b, 0o644); err != nil {
 		return fmt.Errorf("failed to write docker context %q: %w", name, err)
 	}
-	return os.Rename(tmp, filepath.Join(md, "meta.json"))
+	return nil
 }
 
 // Host returns the docker endpoint a context points at, or "" if it does not exist.

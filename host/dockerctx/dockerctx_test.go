@@ -4,10 +4,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -60,5 +62,30 @@ func TestEnsureAndRemove(t *testing.T) {
 func TestName(t *testing.T) {
 	if Name("default") != "berth" || Name("dev") != "berth-dev" {
 		t.Error("context names")
+	}
+}
+
+// TestEnsureConcurrent: several processes write one context at once (a cluster's: `berth
+// cluster create` and the nodes' hostds); each write succeeds and the context is whole.
+func TestEnsureConcurrent(t *testing.T) {
+	t.Setenv("DOCKER_CONFIG", t.TempDir())
+	var wg sync.WaitGroup
+	errs := make([]error, 16)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = Ensure("berth-demo", fmt.Sprintf("unix:///n%d/docker.sock", i), "cluster")
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("writer %d: %v", i, err)
+		}
+	}
+	host, err := Host("berth-demo")
+	if err != nil || !strings.HasPrefix(host, "unix:///n") {
+		t.Fatalf("context after concurrent writes: %q, %v", host, err)
 	}
 }
