@@ -21,11 +21,6 @@ import (
 // hostsMark ends the /etc/hosts line berth writes, so a rewrite replaces only that line.
 const hostsMark = "# berth: local registry"
 
-// registryEndpoint is the registry's name as engines write it: NAME:PORT.
-func registryEndpoint() string {
-	return proto.RegistryName + ":" + strconv.Itoa(proto.RegistryPort)
-}
-
 // checkRegistry validates what the host sent before anything is written.
 func checkRegistry(r *proto.RegistryConfig) error {
 	if _, err := netip.ParseAddr(r.Addr); err != nil {
@@ -49,7 +44,7 @@ func applyRegistry(p EnginePaths, r *proto.RegistryConfig) error {
 	if err := setHostsEntry(p.Hosts, r.Addr, proto.RegistryName); err != nil {
 		return err
 	}
-	ca := filepath.Join(p.CertsD, registryEndpoint(), "ca.crt")
+	ca := filepath.Join(p.CertsD, proto.RegistryEndpoint, "ca.crt")
 	if err := os.MkdirAll(filepath.Dir(ca), 0o755); err != nil {
 		return err
 	}

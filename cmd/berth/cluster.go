@@ -43,9 +43,6 @@ manager. See docs/cluster.md.`,
 	return cmd
 }
 
-// clusterContext is the docker context of a cluster.
-func clusterContext(name string) string { return cluster.ContextName(name) }
-
 func newClusterCreateCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "create NAME --nodes N",
@@ -82,7 +79,7 @@ what is not joined.`,
 				return fmt.Errorf("--registry-port: %w", err)
 			}
 			if _, err := store.Open(name); err == nil {
-				return fmt.Errorf("an instance named %q exists and its docker context is %s, the cluster's context name: pick another cluster name", name, clusterContext(name))
+				return fmt.Errorf("an instance named %q exists and its docker context is %s, the cluster's context name: pick another cluster name", name, cluster.ContextName(name))
 			}
 			t0 := time.Now()
 			rec, err := cluster.Create(name, nodes, managers, !noRegistry)
@@ -114,7 +111,7 @@ what is not joined.`,
 			if err := bringUp(cmd.Context(), out, rec); err != nil {
 				return err
 			}
-			fmt.Fprintf(out, "Cluster %q ready after %s: docker --context %s node ls\n", name, time.Since(t0).Round(time.Second), clusterContext(name))
+			fmt.Fprintf(out, "Cluster %q ready after %s: docker --context %s node ls\n", name, time.Since(t0).Round(time.Second), cluster.ContextName(name))
 			return nil
 		},
 	}
@@ -373,7 +370,7 @@ func newClusterDeleteCommand() *cobra.Command {
 			if err := cluster.StopNetd(cmd.Context(), name); err != nil {
 				return err
 			}
-			if err := dockerctx.Remove(clusterContext(name)); err != nil {
+			if err := dockerctx.Remove(cluster.ContextName(name)); err != nil {
 				return err
 			}
 			if err := cluster.Remove(name); err != nil {
@@ -418,7 +415,7 @@ type nodeStatus struct {
 }
 
 func loadStatus(ctx context.Context, rec *cluster.Record) clusterStatus {
-	cs := clusterStatus{Name: rec.Name, Subnet: rec.Subnet, Context: clusterContext(rec.Name)}
+	cs := clusterStatus{Name: rec.Name, Subnet: rec.Subnet, Context: cluster.ContextName(rec.Name)}
 	attached := map[string]bool{}
 	if rep, err := cluster.NetdStatus(ctx, rec.Name); err == nil {
 		cs.Netd = rep.PID
@@ -445,7 +442,7 @@ func loadStatus(ctx context.Context, rec *cluster.Record) clusterStatus {
 		cs.Nodes = append(cs.Nodes, ns)
 	}
 	if rec.Registry != "" {
-		cs.Registry = &registryStatus{Node: rec.Registry, Endpoint: proto.RegistryName + ":" + strconv.Itoa(proto.RegistryPort)}
+		cs.Registry = &registryStatus{Node: rec.Registry, Endpoint: proto.RegistryEndpoint}
 		if p, err := registryPlan(rec.Registry); err != nil {
 			cs.Registry.Error = err.Error()
 		} else if p != nil {
@@ -588,7 +585,7 @@ func printRegistry(w io.Writer, name string) {
 	if err != nil || p == nil {
 		return
 	}
-	ep := proto.RegistryName + ":" + strconv.Itoa(proto.RegistryPort)
+	ep := proto.RegistryEndpoint
 	switch {
 	case !p.Serve:
 		fmt.Fprintf(w, "Registry:\t%s at %s (cluster %s), CA %s\n", ep, p.Addr, p.Cluster, p.CAPath())

@@ -25,4 +25,6 @@ const (
 const (
 	RegistryName = "registry.local"
 	RegistryPort = 5000
+	// RegistryEndpoint is how engines name it: image references, certs.d's directory.
+	RegistryEndpoint = "registry.local:5000"
 )
