@@ -3,9 +3,11 @@ package guestagent
 import (
 	"context"
 	"sync"
+	"time"
+
+	"github.com/hashicorp/yamux"
 
 	"github.com/berth-dev/berth/guestagent/proto"
-	"github.com/hashicorp/yamux"
 )
 
 // containerCount is the number of running containers the engine listed last (PortWatcher
@@ -75,12 +77,14 @@ func (s *Server) activity(ctx context.Context, st *yamux.Stream) error {
 	return writeUpdates(ctx, st, ch)
 }
 
-// clockRequest serves TypeClock.
-func (s *Server) clockRequest(st *yamux.Stream, hostNanos int64) error {
-	res, err := s.clock(hostNanos)
-	r := proto.Response{Clock: res}
+// clockAdjust serves TypeClockAdjust.
+func (s *Server) clockAdjust(st *yamux.Stream, by time.Duration) error {
+	action, err := s.opts.Clock.Adjust(by)
+	r := proto.Response{Clock: &proto.ClockResult{Action: action}}
 	if err != nil {
 		r.Error = err.Error()
+	} else if action != proto.ClockNone {
+		s.log.Debug("guest clock corrected", "by", by, "action", action)
 	}
 	return proto.WriteJSONLine(st, r)
 }

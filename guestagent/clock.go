@@ -6,24 +6,21 @@ import (
 	"github.com/berth-dev/berth/guestagent/proto"
 )
 
-// clockPlan is what the agent does to its clock for one TypeClock request: the measured
-// offset (guest minus host) and the correction proto.ClockAction picks for it.
-type clockPlan struct {
-	offset time.Duration
-	action string
-	// set: the step is done with clock_settime to the host's time (far off, where the
-	// request's delay no longer matters) rather than by adjtimex(ADJ_SETOFFSET).
-	set bool
+// GuestClock is the clock the agent reads and corrects for the host (TypeClockRead,
+// TypeClockAdjust; docs/resources.md): the VM's system clock, or a test's stand-in.
+type GuestClock interface {
+	Now() time.Time
+	// Adjust moves the clock by d (added to it): a slew when small, a step when
+	// proto.ClockStepMin or more. It returns the proto.ClockAction it took.
+	Adjust(d time.Duration) (action string, err error)
 }
 
-func planClock(guest, host int64) clockPlan {
-	off := guest - host
-	p := clockPlan{offset: time.Duration(off), action: proto.ClockAction(off)}
-	if p.action == proto.ClockStep && (off >= proto.ClockSetMin || off <= -proto.ClockSetMin) {
-		p.set = true
-	}
-	return p
-}
+// readOnlyClock is the clock of an agent that is not the VM's init (tests serve it on the
+// host): it reads the host's clock and never changes it.
+type readOnlyClock struct{}
+
+func (readOnlyClock) Now() time.Time                       { return time.Now() }
+func (readOnlyClock) Adjust(time.Duration) (string, error) { return proto.ClockNone, nil }
 
 // splitNanos turns a signed nanosecond count into whole seconds and a non-negative
 // nanosecond remainder, as adjtimex(ADJ_SETOFFSET|ADJ_NANO) wants its timeval.

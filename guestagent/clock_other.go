@@ -2,6 +2,10 @@
 
 package guestagent
 
-import "github.com/berth-dev/berth/guestagent/proto"
+import "time"
 
-func (s *Server) clock(int64) (*proto.ClockResult, error) { return nil, errNotLinux }
+// systemClock is only the VM's clock on Linux.
+type systemClock struct{}
+
+func (systemClock) Now() time.Time                       { return time.Now() }
+func (systemClock) Adjust(time.Duration) (string, error) { return "", errNotLinux }

@@ -1,35 +1,6 @@
 package guestagent
 
-import (
-	"testing"
-	"time"
-
-	"github.com/berth-dev/berth/guestagent/proto"
-)
-
-func TestPlanClock(t *testing.T) {
-	host := time.Date(2026, 12, 5, 3, 0, 0, 0, time.UTC).UnixNano()
-	for _, tc := range []struct {
-		off    time.Duration // guest minus host
-		action string
-		set    bool
-	}{
-		{0, proto.ClockNone, false},
-		{time.Millisecond, proto.ClockNone, false},
-		{-time.Millisecond, proto.ClockNone, false},
-		{30 * time.Millisecond, proto.ClockSlew, false},
-		{-99 * time.Millisecond, proto.ClockSlew, false},
-		{100 * time.Millisecond, proto.ClockStep, false},
-		{-300 * time.Millisecond, proto.ClockStep, false},
-		{500 * time.Millisecond, proto.ClockStep, true},
-		{-90 * time.Second, proto.ClockStep, true}, // a VM paused for 90 s
-	} {
-		p := planClock(host+int64(tc.off), host)
-		if p.offset != tc.off || p.action != tc.action || p.set != tc.set {
-			t.Errorf("offset %s: got %+v, want %s set=%v", tc.off, p, tc.action, tc.set)
-		}
-	}
-}
+import "testing"
 
 func TestSplitNanos(t *testing.T) {
 	for _, tc := range []struct{ n, sec, nsec int64 }{

@@ -38,6 +38,9 @@ type ServeOptions struct {
 	Ports *PortWatcher
 	// Setup installs the host's engine configuration (engine_config.go); nil ignores it.
 	Setup *EngineSetup
+	// Clock is what TypeClockRead reads and TypeClockAdjust corrects; nil is the system
+	// clock for the VM's agent (boot set) and the host's clock, read only, otherwise.
+	Clock GuestClock
 }
 
 // Server answers host streams.
@@ -54,6 +57,12 @@ type Server struct {
 func NewServer(opts ServeOptions, boot *BootInfo, log *slog.Logger) *Server {
 	if opts.DockerSocket == "" {
 		opts.DockerSocket = "/run/docker.sock"
+	}
+	if opts.Clock == nil {
+		opts.Clock = readOnlyClock{}
+		if boot != nil {
+			opts.Clock = systemClock{}
+		}
 	}
 	return &Server{opts: opts, log: log, boot: boot}
 }
@@ -177,8 +186,11 @@ func (s *Server) handle(ctx context.Context, st *yamux.Stream, streams *streamSe
 	case proto.TypeTime:
 		err = s.setTime(req.TimeUnixNano)
 		err = reply(st, err)
-	case proto.TypeClock:
-		err = s.clockRequest(st, req.TimeUnixNano)
+	case proto.TypeClockRead:
+		now := s.opts.Clock.Now()
+		err = proto.WriteJSONLine(st, proto.Response{Clock: &proto.ClockResult{GuestUnixNano: now.UnixNano()}})
+	case proto.TypeClockAdjust:
+		err = s.clockAdjust(st, time.Duration(req.ClockAdjustNanos))
 	case proto.TypeActivity:
 		err = s.activity(ctx, st)
 	case proto.TypeCancel:

@@ -68,7 +68,7 @@ func printIdle(w io.Writer, st api.Status) {
 		if c.Error != "" {
 			fmt.Fprintf(w, "Guest clock:\tcheck failed: %s\n", c.Error)
 		} else {
-			fmt.Fprintf(w, "Guest clock:\t%s off at %s (%s; %s)\n", c.Offset.Round(time.Microsecond), c.CheckedAt.Local().Format(time.TimeOnly), c.Reason, c.Action)
+			fmt.Fprintf(w, "Guest clock:\t%s off (±%s) at %s (%s; %s)\n", c.Offset.Round(time.Microsecond), c.Uncertainty.Round(time.Microsecond), c.CheckedAt.Local().Format(time.TimeOnly), c.Reason, c.Action)
 		}
 	}
 }

@@ -8,10 +8,15 @@ const (
 	// whenever the number of running containers changes. The host pauses an idle VM only
 	// while it knows that number is zero.
 	TypeActivity = "activity"
-	// TypeClock carries the host's UTC time in Request.TimeUnixNano. The agent measures its
-	// own clock against it, corrects it (a step when far off, else a slew) and answers with
-	// Response.Clock.
-	TypeClock = "clock"
+	// TypeClockRead asks for the guest's clock: Response.Clock.GuestUnixNano, read as the
+	// request arrived. The host brackets it with its own send and receive times (NTP's
+	// method), so it knows the offset to within half the round trip, however long either
+	// direction took.
+	TypeClockRead = "clock-read"
+	// TypeClockAdjust moves the guest clock by Request.ClockAdjustNanos (added to it): a
+	// slew when small, a step when far off (ClockAction); the answer's Clock.Action says
+	// which. A relative correction does not depend on how long the request took to arrive.
+	TypeClockAdjust = "clock-adjust"
 )
 
 // Activity is one line of a TypeActivity stream.
@@ -28,22 +33,19 @@ const (
 	ClockStep = "step" // adjtimex(ADJ_SETOFFSET) or clock_settime: the clock jumps
 )
 
-// Clock thresholds, on the offset the agent measures.
+// Clock thresholds, on the size of a correction.
 const (
 	ClockSlewMin = 2_000_000   // 2 ms: below this the clock is left alone
 	ClockStepMin = 100_000_000 // 100 ms: from here on a slew would take minutes; step
-	ClockSetMin  = 500_000_000 // 500 ms: stepped with clock_settime to the host's time
 )
 
-// ClockResult answers TypeClock.
+// ClockResult answers TypeClockRead (GuestUnixNano) and TypeClockAdjust (Action).
 type ClockResult struct {
-	// OffsetNanos is the guest clock minus the host's when the request arrived, before the
-	// correction (positive: the guest was ahead). It includes the request's one-way delay.
-	OffsetNanos int64  `json:"offsetNanos"`
-	Action      string `json:"action"` // ClockNone, ClockSlew or ClockStep
+	GuestUnixNano int64  `json:"guestUnixNano,omitempty"`
+	Action        string `json:"action,omitempty"` // ClockNone, ClockSlew or ClockStep
 }
 
-// ClockAction picks the correction for an offset in nanoseconds.
+// ClockAction picks the correction for an adjustment (or offset) in nanoseconds.
 func ClockAction(offset int64) string {
 	if offset < 0 {
 		offset = -offset

@@ -52,6 +52,8 @@ type Request struct {
 	IP           string        `json:"ip,omitempty"`     // guest address to dial for forward/udp
 	Stream       uint32        `json:"stream,omitempty"` // the stream a TypeCancel is about
 	Engine       *EngineConfig `json:"engine,omitempty"` // TypeEngineConfig (engine.go)
+	// ClockAdjustNanos is what TypeClockAdjust adds to the guest clock (idle.go).
+	ClockAdjustNanos int64 `json:"clockAdjustNanos,omitempty"`
 }
 
 // TypeCancel tears down stream Request.Stream of the same session on the agent's side:
@@ -66,7 +68,7 @@ type Response struct {
 	Error  string        `json:"error,omitempty"`
 	Info   *Info         `json:"info,omitempty"`
 	Mounts []MountResult `json:"mounts,omitempty"`
-	Clock  *ClockResult  `json:"clock,omitempty"` // TypeClock (idle.go)
+	Clock  *ClockResult  `json:"clock,omitempty"` // TypeClockRead, TypeClockAdjust (idle.go)
 }
 
 // Info describes the guest.

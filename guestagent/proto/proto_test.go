@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/yamux"
 )
@@ -116,6 +117,26 @@ func TestDiskNearlyFull(t *testing.T) {
 	} {
 		if got := c.u.NearlyFull(); got != c.want {
 			t.Errorf("%+v.NearlyFull() = %v, want %v", c.u, got, c.want)
+		}
+	}
+}
+
+func TestClockAction(t *testing.T) {
+	for _, tc := range []struct {
+		d      time.Duration
+		action string
+	}{
+		{0, ClockNone},
+		{time.Millisecond, ClockNone},
+		{-time.Millisecond, ClockNone},
+		{30 * time.Millisecond, ClockSlew},
+		{-99 * time.Millisecond, ClockSlew},
+		{100 * time.Millisecond, ClockStep},
+		{-300 * time.Millisecond, ClockStep},
+		{-90 * time.Second, ClockStep}, // a VM paused for 90 s
+	} {
+		if got := ClockAction(int64(tc.d)); got != tc.action {
+			t.Errorf("ClockAction(%s) = %s, want %s", tc.d, got, tc.action)
 		}
 	}
 }

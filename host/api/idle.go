@@ -39,18 +39,20 @@ type Idle struct {
 
 // Clock is Status.Clock: the guest clock against the host's.
 type Clock struct {
-	// Offset is the guest clock minus the host's at the last check, before its correction.
-	Offset time.Duration `json:"offset"`
-	// Action is what the agent did about it: none, slew or step.
+	// Offset is the guest clock minus the host's at the last check, before its correction;
+	// it is right to within Uncertainty (half the round trip of the reading it came from).
+	Offset      time.Duration `json:"offset"`
+	Uncertainty time.Duration `json:"uncertainty"`
+	// Action is what the agent did about it: none, slew or step. An offset within its
+	// uncertainty is left alone.
 	Action    string    `json:"action"`
 	CheckedAt time.Time `json:"checkedAt"`
-	// Reason is why that check ran: boot, periodic, resume, host-sleep, stall.
+	// Reason is why that check ran: session, periodic, resume, host-sleep, stall, recheck.
 	Reason string `json:"reason"`
-	// Rounds is how many round trips the check took: a step, or a round trip too long to
-	// trust, is followed by another that measures what is left (Residual) and corrects it.
-	Rounds   int           `json:"rounds"`
-	Residual time.Duration `json:"residual,omitempty"`
-	Error    string        `json:"error,omitempty"`
+	// Reads is how many times the check read the guest clock to find a round trip short
+	// enough to trust (a guest just continued after a stall answers slowly for a while).
+	Reads int    `json:"reads"`
+	Error string `json:"error,omitempty"`
 }
 
 // Pause stops the VM's vCPUs (POST /v1/pause) and returns the new status.

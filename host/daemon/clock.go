@@ -11,11 +11,13 @@ import (
 	"github.com/berth-dev/berth/host/api"
 )
 
-// Guest clock (docs/resources.md). The agent sets the clock from the host at every
-// session; from then on hostd checks it every clockEvery, right after a resume, when the
-// host's wall clock jumped against its monotonic clock (the host slept: the guest's clock
-// stood still meanwhile) and when a ping shows the VM stood still (its process was
-// stopped). The agent measures the offset and steps or slews (proto.ClockAction).
+// Guest clock (docs/resources.md). hostd checks the guest clock at every agent session,
+// every clockEvery, right after a resume, when the host's wall clock jumped against its
+// monotonic clock (the host slept: the guest's clock stood still meanwhile) and when a
+// ping shows the VM stood still (its process was stopped). A check reads the guest clock
+// between two readings of the host's (NTP's method: the offset is known to within half the
+// round trip) and has the agent move it by the offset found (a slew or a step,
+// proto.ClockAction), a relative correction that the request's own delay does not touch.
 //
 // One timer serves every periodic check of a session (heartbeat, in idle.go: the ping,
 // the host-sleep comparison, the periodic clock check), so an idle hostd wakes once per
@@ -28,6 +30,7 @@ const (
 	clockResume    = "resume"
 	clockHostSleep = "host-sleep"
 	clockStall     = "stall"
+	clockRecheck   = "recheck"
 )
 
 // Clock timing; variables for tests.
@@ -36,6 +39,19 @@ var (
 	clockTick      = 5 * time.Second  // how often the host's clocks are compared
 	clockJump      = time.Second      // a wall-clock jump beyond the monotonic one that counts as a sleep
 	clockCallBound = 10 * time.Second // one check
+	clockRetry     = 200 * time.Millisecond
+	clockRecheckIn = 2 * time.Second
+)
+
+// Clock reads: a check reads the guest clock up to clockReads times, clockRetry apart,
+// until a round trip is under clockTrustRTT (the channel's own delay: under TCG a few ms
+// to tens of ms; a guest just continued after a stall is busy catching up for a while).
+// A check that found no such round trip is repeated clockRecheckIn later, up to
+// clockRechecks times in a row.
+const (
+	clockReads    = 8
+	clockTrustRTT = 250 * time.Millisecond
+	clockRechecks = 5
 )
 
 // clockState is the daemon's clock bookkeeping.
@@ -44,8 +60,7 @@ type clockState struct {
 	kick chan string // a check is wanted now, and why
 
 	mu   sync.Mutex
-	rtt  time.Duration // the last check's round trip: half of it is sent ahead
-	last time.Time     // when clockLoop last finished a check (the periodic one counts from it)
+	last time.Time // when the last check finished (the periodic one counts from it)
 }
 
 func (d *Daemon) clock() *clockState {
@@ -76,18 +91,13 @@ func (c *clockState) clockDue(now time.Time) bool {
 	return true
 }
 
-// clockLoop checks the guest clock for one agent session (a follower in runSession): once
-// at its start, then whenever it is kicked (by the heartbeat: periodic, host sleep,
-// stall). It has no timer of its own.
+// clockLoop runs the clock checks of one agent session (a follower in runSession) that
+// come after greet's: whenever it is kicked (by the heartbeat: periodic, host sleep,
+// stall), and again clockRecheckIn after a check that could not trust its reading.
 func (d *Daemon) clockLoop(ctx context.Context, agent *agentClient) error {
 	c := d.clock()
-	done := func() {
-		c.mu.Lock()
-		c.last = time.Now()
-		c.mu.Unlock()
-	}
-	d.syncClockWith(ctx, agent, clockSession, clockCallBound)
-	done()
+	var recheck <-chan time.Time
+	rechecks := 0
 	for {
 		var reason string
 		select {
@@ -96,12 +106,18 @@ func (d *Daemon) clockLoop(ctx context.Context, agent *agentClient) error {
 		case <-agent.done():
 			return nil
 		case reason = <-c.kick:
+		case <-recheck:
+			reason = clockRecheck
 		}
+		recheck = nil
 		if paused, _ := d.idle().t.paused(); paused {
 			continue // the resume sets the clock
 		}
-		d.syncClockWith(ctx, agent, reason, clockCallBound)
-		done()
+		if d.syncClockWith(ctx, agent, reason, clockCallBound) {
+			rechecks = 0
+		} else if rechecks++; rechecks <= clockRechecks {
+			recheck = time.After(clockRecheckIn)
+		}
 	}
 }
 
@@ -125,80 +141,99 @@ func (d *Daemon) syncClock(ctx context.Context, reason string, bound time.Durati
 	d.syncClockWith(ctx, agent, reason, bound)
 }
 
-// syncClockWith checks the guest clock and records the result. One round sends the host's
-// time, ahead by half the last trusted round trip (the request's expected one-way delay);
-// the agent measures its offset and corrects it. A round whose round trip was long (the
-// guest was busy, or stood still: the time it got was stale by up to that long) or that
-// had to step the clock is followed at once by another, which measures what is left and
-// corrects that, up to clockRounds rounds within bound in all.
-func (d *Daemon) syncClockWith(ctx context.Context, agent *agentClient, reason string, bound time.Duration) {
+// syncClockWith checks the guest clock within bound and records the result: it reads the
+// clock (clockSample) until a round trip is short enough to trust, and corrects the offset
+// of the best reading when that offset is more than the reading's uncertainty. It reports
+// whether the check is settled: false when no reading could be trusted (the caller checks
+// again soon) or the check failed.
+func (d *Daemon) syncClockWith(ctx context.Context, agent *agentClient, reason string, bound time.Duration) bool {
 	cctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	st := &api.Clock{Reason: reason}
-	for st.Rounds < clockRounds {
-		res, rtt, err := d.clockRound(cctx, agent)
-		st.Rounds++
+	st := &api.Clock{Reason: reason, Action: proto.ClockNone}
+	best, err := d.readClock(cctx, agent, st)
+	switch {
+	case err != nil:
+		if ctx.Err() != nil {
+			return false
+		}
+		st.Error = err.Error()
+	case best == nil:
+		// An agent without TypeClockRead: its clock is set as at boot.
+		_, err = agent.call(cctx, proto.Request{Type: proto.TypeTime, TimeUnixNano: time.Now().UnixNano()})
 		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
 			st.Error = err.Error()
-			d.log.Warn("failed to check the guest clock", "reason", reason, "round", st.Rounds, "err", err)
-			break
 		}
-		if res == nil {
-			break // an agent without TypeClock: its time was set as at boot
-		}
-		off := time.Duration(res.OffsetNanos)
-		if st.Rounds == 1 {
-			st.Offset, st.Action = off, res.Action
-		} else {
-			st.Residual = off
-		}
-		if res.Action != proto.ClockNone || reason != clockPeriodic {
-			d.log.Info("guest clock checked", "reason", reason, "round", st.Rounds, "offset", off, "action", res.Action, "rtt", rtt)
-		}
-		if res.Action != proto.ClockStep && rtt < clockTrustRTT {
-			break
+		st.Action = proto.ClockStep
+	default:
+		st.Offset, st.Uncertainty = best.offset, best.rtt/2
+		// An offset within the reading's uncertainty may be none at all: leave it.
+		if (best.offset > st.Uncertainty || best.offset < -st.Uncertainty) && proto.ClockAction(int64(best.offset)) != proto.ClockNone {
+			resp, err := agent.call(cctx, proto.Request{Type: proto.TypeClockAdjust, ClockAdjustNanos: -int64(best.offset)})
+			if err != nil {
+				st.Error = err.Error()
+			} else if resp.Clock != nil {
+				st.Action = resp.Clock.Action
+			}
 		}
 	}
+	if st.Error != "" {
+		d.log.Warn("failed to check the guest clock", "reason", reason, "err", st.Error)
+	} else if st.Action != proto.ClockNone || reason != clockPeriodic {
+		d.log.Info("guest clock checked", "reason", reason, "offset", st.Offset, "uncertainty", st.Uncertainty, "reads", st.Reads, "action", st.Action)
+	}
 	st.CheckedAt = time.Now()
+	c := d.clock()
+	c.mu.Lock()
+	c.last = st.CheckedAt
+	c.mu.Unlock()
 	d.mu.Lock()
 	d.status.Clock = st
 	d.mu.Unlock()
+	return st.Error == "" && st.Uncertainty < clockTrustRTT/2
 }
 
-// Clock rounds: at most clockRounds per check; a round trip under clockTrustRTT is the
-// channel's own delay (under TCG a few ms to tens of ms) and is trusted.
-const (
-	clockRounds   = 4
-	clockTrustRTT = 250 * time.Millisecond
-)
+// clockSample is one reading of the guest clock: its offset (guest minus host, at the
+// middle of the round trip) is right to within half the round trip.
+type clockSample struct {
+	offset, rtt time.Duration
+}
 
-// clockRound is one TypeClock round trip. It returns a nil result for an agent that has no
-// TypeClock (it gets TypeTime, as at boot).
-func (d *Daemon) clockRound(ctx context.Context, agent *agentClient) (*proto.ClockResult, time.Duration, error) {
-	c := d.clock()
-	c.mu.Lock()
-	ahead := c.rtt / 2
-	c.mu.Unlock()
-	start := time.Now()
-	resp, err := agent.call(ctx, proto.Request{Type: proto.TypeClock, TimeUnixNano: start.Add(ahead).UnixNano()})
-	rtt := time.Since(start)
-	if err != nil && strings.Contains(err.Error(), "unknown request type") {
-		_, err = agent.call(ctx, proto.Request{Type: proto.TypeTime, TimeUnixNano: time.Now().UnixNano()})
-		return nil, rtt, err
+// readClock reads the guest clock until a round trip is under clockTrustRTT, up to
+// clockReads times, and returns the reading with the shortest round trip (nil for an
+// agent that has no TypeClockRead). st.Reads counts the round trips.
+func (d *Daemon) readClock(ctx context.Context, agent *agentClient, st *api.Clock) (*clockSample, error) {
+	var best *clockSample
+	for st.Reads < clockReads {
+		if st.Reads > 0 {
+			select {
+			case <-ctx.Done():
+				return best, nil
+			case <-time.After(clockRetry):
+			}
+		}
+		start := time.Now()
+		resp, err := agent.call(ctx, proto.Request{Type: proto.TypeClockRead})
+		rtt := time.Since(start)
+		st.Reads++
+		switch {
+		case err != nil && strings.Contains(err.Error(), "unknown request type"):
+			return nil, nil
+		case err != nil && best != nil && ctx.Err() != nil:
+			return best, nil // out of time: the best reading so far
+		case err != nil:
+			return nil, err
+		case resp.Clock == nil || resp.Clock.GuestUnixNano == 0:
+			return nil, errors.New("the agent answered a clock read without its time")
+		}
+		// The host's wall clock at the middle of the round trip (Round(0): wall reading).
+		mid := start.Round(0).Add(rtt / 2)
+		s := &clockSample{offset: time.Unix(0, resp.Clock.GuestUnixNano).Sub(mid), rtt: rtt}
+		if best == nil || s.rtt < best.rtt {
+			best = s
+		}
+		if best.rtt < clockTrustRTT {
+			break
+		}
 	}
-	if err != nil {
-		return nil, rtt, err
-	}
-	if resp.Clock == nil {
-		return nil, rtt, errors.New("the agent answered a clock request without a result")
-	}
-	if rtt < clockTrustRTT {
-		c.mu.Lock()
-		c.rtt = rtt
-		c.mu.Unlock()
-	}
-	return resp.Clock, rtt, nil
+	return best, nil
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-dev/berth/guestagent"
+	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/berth-dev/berth/host/api"
 	"github.com/berth-dev/berth/host/store"
 	"github.com/berth-dev/berth/vm"
@@ -95,6 +98,9 @@ func startPausable(t *testing.T, d *Daemon, p *pausableVM) context.Context {
 	ctx, cancel := context.WithCancel(t.Context())
 	agent, err := dialAgent(ctx, p, d.log)
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.greet(ctx, agent); err != nil {
 		t.Fatal(err)
 	}
 	d.setAgent(agent)
@@ -230,34 +236,97 @@ func TestIdleStreamKeepsAwake(t *testing.T) {
 	waitState(t, d, api.StatePaused, 5*time.Second)
 }
 
-// TestClockRounds: a clock check whose round trip was long (the guest stood still while the
-// request was on its way, so the time it got was stale) is followed at once by another; a
-// quick one is not.
-func TestClockRounds(t *testing.T) {
+// guestClock is a guest clock off the host's by off; TypeClockAdjust moves it.
+type guestClock struct {
+	mu      sync.Mutex
+	off     time.Duration
+	adjusts int
+}
+
+func (c *guestClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.off)
+}
+
+func (c *guestClock) Adjust(d time.Duration) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.off += d
+	c.adjusts++
+	return proto.ClockAction(int64(d)), nil
+}
+
+func (c *guestClock) offset() (time.Duration, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.off, c.adjusts
+}
+
+// TestClockCheck: a check corrects the guest clock by what it measured, and a VM that
+// stands still while a check is on its way (SIGSTOP, an overloaded host) neither moves a
+// right clock nor leaves a wrong one off by the time it stood still: a reading whose round
+// trip is too long to trust is read again, and the correction is relative.
+func TestClockCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		off   time.Duration // the guest clock's offset before the check
+		stall time.Duration // how long the VM stands still with the first read on its way
+	}{
+		{"right", 0, 0},
+		{"behind", -3 * time.Second, 0},
+		{"ahead", 40 * time.Millisecond, 0},
+		{"right, stalled", 0, 2 * clockTrustRTT},
+		{"behind, stalled", -90 * time.Second, 2 * clockTrustRTT},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &guestClock{}
+			p := newPausableVM(t, "/nonexistent")
+			p.srv = guestagent.NewServer(guestagent.ServeOptions{DockerSocket: "/nonexistent", Clock: clk}, nil, slog.New(slog.DiscardHandler))
+			d := testDaemon()
+			d.inst = &store.Instance{Name: "t", Dir: t.TempDir()}
+			ctx := startPausable(t, d, p)
+			clk.mu.Lock()
+			clk.off = tc.off
+			clk.mu.Unlock()
+			if tc.stall > 0 {
+				p.Pause(ctx) // behind hostd's back, as SIGSTOP
+				time.AfterFunc(tc.stall, func() { p.Resume(context.Background()) })
+			}
+			d.syncClock(ctx, clockStall, 5*time.Second)
+			c := d.Status().Clock
+			off, adjusts := clk.offset()
+			t.Logf("check: %+v; guest clock now %s off after %d adjustments", c, off, adjusts)
+			if c == nil || c.Error != "" || c.Reason != clockStall {
+				t.Fatalf("status clock: %+v", c)
+			}
+			// The fake channel's round trip is well under a millisecond once running.
+			if !within(off, 5*time.Millisecond) {
+				t.Fatalf("guest clock %s off after the check, want within 5 ms", off)
+			}
+			if tc.off == 0 && adjusts != 0 && c.Action != proto.ClockNone {
+				t.Fatalf("a right clock was moved: %+v", c)
+			}
+			if tc.stall > 0 && c.Reads < 2 {
+				t.Fatalf("a read that waited %s was trusted: %+v", tc.stall, c)
+			}
+		})
+	}
+}
+
+func within(d, bound time.Duration) bool { return d < bound && d > -bound }
+
+// TestClockSessionCheck: a new agent session starts with a clock check (greet), before
+// any stream is opened on it.
+func TestClockSessionCheck(t *testing.T) {
+	clk := &guestClock{off: -45 * time.Second}
 	p := newPausableVM(t, "/nonexistent")
+	p.srv = guestagent.NewServer(guestagent.ServeOptions{DockerSocket: "/nonexistent", Clock: clk}, nil, slog.New(slog.DiscardHandler))
 	d := testDaemon()
 	d.inst = &store.Instance{Name: "t", Dir: t.TempDir()}
-	ctx := startPausable(t, d, p)
-
-	d.syncClock(ctx, clockPeriodic, 5*time.Second)
-	if c := d.Status().Clock; c == nil || c.Rounds != 1 || c.Error != "" {
-		t.Fatalf("a quick check: %+v, want 1 round", c)
-	}
-
-	p.Pause(ctx) // behind hostd's back, as SIGSTOP
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		d.syncClock(ctx, clockStall, 5*time.Second)
-	}()
-	time.Sleep(2 * clockTrustRTT)
-	p.Resume(ctx)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the clock check did not end")
-	}
-	if c := d.Status().Clock; c == nil || c.Rounds != 2 || c.Error != "" || c.Reason != clockStall {
-		t.Fatalf("a check that waited %s: %+v, want 2 rounds", 2*clockTrustRTT, c)
+	startPausable(t, d, p)
+	c := d.Status().Clock
+	if off, _ := clk.offset(); !within(off, 5*time.Millisecond) || c == nil || c.Reason != clockSession || c.Action != proto.ClockStep {
+		t.Fatalf("after the session started: guest clock %s off, check %+v", off, c)
 	}
 }

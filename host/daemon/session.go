@@ -15,7 +15,7 @@ import (
 	"github.com/berth-dev/berth/vm"
 )
 
-// greet checks a new agent session: its protocol, and sets the guest clock.
+// greet checks a new agent session: its protocol, and the guest clock.
 func (d *Daemon) greet(ctx context.Context, agent *agentClient) (*proto.Info, error) {
 	info, err := agent.info(ctx)
 	if err != nil {
@@ -24,8 +24,8 @@ func (d *Daemon) greet(ctx context.Context, agent *agentClient) (*proto.Info, er
 	if info.ProtocolVersion != proto.Version {
 		return nil, fmt.Errorf("guest agent speaks protocol %d, this berth speaks %d: reinstall berth and its guest image together (berth install)", info.ProtocolVersion, proto.Version)
 	}
-	if _, err := agent.call(ctx, proto.Request{Type: proto.TypeTime, TimeUnixNano: time.Now().UnixNano()}); err != nil {
-		d.log.Warn("failed to set the guest clock", "err", err)
+	if !d.syncClockWith(ctx, agent, clockSession, clockCallBound) {
+		d.clockKick(clockRecheck) // the session's clock loop tries again
 	}
 	return info, nil
 }
@@ -107,7 +107,7 @@ func (d *Daemon) runSession(ctx context.Context, agent *agentClient, up chan<- e
 	follow(proto.TypeNotify, func(ctx context.Context) error { return d.shares.notify.serve(ctx, agent) })
 	follow(proto.TypeActivity, func(ctx context.Context) error { return d.followActivity(ctx, agent) })
 	follow("idle", func(ctx context.Context) error { return d.idleLoop(ctx, agent) })
-	follow(proto.TypeClock, func(ctx context.Context) error { return d.clockLoop(ctx, agent) })
+	follow("clock", func(ctx context.Context) error { return d.clockLoop(ctx, agent) })
 	follow(proto.TypeDisk, func(ctx context.Context) error {
 		select {
 		case <-d.running:
