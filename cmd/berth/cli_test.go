@@ -572,3 +572,46 @@ func TestCLIDocInStep(t *testing.T) {
 	}
 	walk(newRootCommand())
 }
+
+// TestStateFormat (RELIABILITY item 17): an instance directory written by a newer berth
+// is refused alone, with what to do, while the others keep working; a directory from
+// before format.json existed is upgraded (the file written) by the next start's checks.
+func TestStateFormat(t *testing.T) {
+	home, _ := testHome(t)
+	newInstance(t, "old")            // as an older berth left it: no format.json
+	newer := newInstance(t, "newer") // as a newer berth left it
+	os.WriteFile(newer.Path(store.FormatFile), []byte(`{"format":99,"writtenBy":"berth v9.0.0"}`), 0o600)
+	cfgBefore, _ := os.ReadFile(newer.Path(store.ConfigFile))
+
+	r := berthCLI(t, "", "list")
+	r.must(t, 0)
+	if !regexp.MustCompile(`newer\s+Incompatible`).MatchString(r.out) || !regexp.MustCompile(`old\s+Stopped`).MatchString(r.out) {
+		t.Errorf("list:\n%s", r.out)
+	}
+	berthCLI(t, "", "status", "newer").must(t, 3, "berth v9.0.0", "upgrade berth")
+	berthCLI(t, "", "start", "newer").must(t, 1, "written by a newer berth", "upgrade berth")
+	berthCLI(t, "", "config", "set", "-p", "newer", "cpus=1").must(t, 1, "written by a newer berth")
+	if b, _ := os.ReadFile(newer.Path(store.ConfigFile)); !bytes.Equal(b, cfgBefore) {
+		t.Errorf("berth.yaml of the newer instance changed:\n%s", b)
+	}
+	if b, _ := os.ReadFile(newer.Path(store.FormatFile)); !strings.Contains(string(b), `"format":99`) {
+		t.Errorf("format.json of the newer instance changed: %s", b)
+	}
+
+	// The older one: readable, and brought up to this format.
+	old, _ := store.Open("old")
+	if err := old.UpgradeFormat(); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := old.ReadFormat(); err != nil || r.Format != store.Format {
+		t.Fatalf("after the upgrade: %+v, %v", r, err)
+	}
+	berthCLI(t, "", "config", "set", "-p", "old", "cpus=1").must(t, 0)
+
+	// A damaged format.json says which file and what to do.
+	os.WriteFile(filepath.Join(home, "old", store.FormatFile), []byte("{"), 0o600)
+	berthCLI(t, "", "start", "old").must(t, 1, "format.json is damaged", "remove the file")
+
+	// Deleting needs no reading: a newer instance can be removed.
+	berthCLI(t, "", "delete", "-f", "--data", "newer").must(t, 0, `Deleted "newer"`)
+}

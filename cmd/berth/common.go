@@ -8,9 +8,10 @@ import (
 	"io"
 	"strings"
 
-	"github.com/berth-dev/berth/host/store"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/berth-dev/berth/host/store"
 )
 
 // instanceName resolves the instance from an argument or -p/--profile.
@@ -34,6 +35,16 @@ func openInstance(cmd *cobra.Command, args []string) (*store.Instance, error) {
 		return nil, err
 	}
 	return store.Open(name)
+}
+
+// configError adds to a config error how to fix berth.yaml; an instance directory that a
+// newer berth wrote, or whose format.json is damaged, is not berth.yaml's fault and keeps
+// its own advice.
+func configError(err error, name string) error {
+	if errors.Is(err, store.ErrIncompatible) || errors.Is(err, store.ErrFormatDamaged) {
+		return err
+	}
+	return fmt.Errorf("%w; fix it with `berth config edit %s`", err, name)
 }
 
 // runningInstance opens an instance that must be running: the commands that talk to the

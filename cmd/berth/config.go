@@ -154,6 +154,9 @@ terminal) and berth.yaml stays as it was.`,
 			if err != nil {
 				return err
 			}
+			if err := inst.CheckFormat(); err != nil {
+				return err
+			}
 			path := inst.Path(store.ConfigFile)
 			doc, err := os.ReadFile(path)
 			if err != nil {
@@ -252,7 +255,7 @@ func configOf(cmd *cobra.Command, args []string) (store.Config, bool, error) {
 	}
 	cfg, err := inst.Config()
 	if err != nil {
-		return cfg, true, fmt.Errorf("%w; fix it with `berth config edit %s`", err, name)
+		return cfg, true, configError(err, name)
 	}
 	return cfg, true, nil
 }

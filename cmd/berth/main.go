@@ -10,8 +10,10 @@ import (
 	"runtime"
 	"syscall"
 
-	"github.com/berth-dev/berth/fileshare/guard"
 	"github.com/spf13/cobra"
+
+	"github.com/berth-dev/berth/fileshare/guard"
+	"github.com/berth-dev/berth/host/store"
 )
 
 // version is set at build time.
@@ -24,6 +26,7 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == guard.Arg {
 		guard.Main(os.Args[2:])
 	}
+	store.WrittenBy = "berth " + version
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRootCommand()

@@ -169,7 +169,7 @@ func startAction(cmd *cobra.Command, args []string) error {
 	}
 	cur, err := inst.Config()
 	if err != nil {
-		return fmt.Errorf("%w; fix it with `berth config edit %s`", err, name)
+		return configError(err, name)
 	}
 	cfg, text, err := store.Set(doc, assign)
 	if err != nil {

@@ -15,6 +15,9 @@ const (
 	// StateBroken is never a daemon's: `berth list` and the tray show it for an instance
 	// whose berth.yaml does not read (hostd cannot start it). `berth delete` removes it.
 	StateBroken = "Broken"
+	// StateIncompatible is never a daemon's either: an instance whose directory a newer
+	// berth wrote (store.ErrIncompatible). This berth leaves it alone; a newer one runs it.
+	StateIncompatible = "Incompatible"
 )
 
 // Start phases, in order.

@@ -47,6 +47,10 @@ func Status(ctx context.Context, inst *store.Instance) (api.Status, error) {
 		DockerSocket:  inst.Path(store.DockerSock),
 		DockerContext: dockerctx.Name(inst.Name),
 	}
+	if errors.Is(err, store.ErrIncompatible) {
+		st.State, st.Error = api.StateIncompatible, err.Error()
+		return st, nil
+	}
 	if err != nil {
 		st.State = api.StateBroken
 		st.Error = err.Error()
@@ -178,6 +182,9 @@ func (s *Starter) Start(ctx context.Context, progress func(api.Event)) error {
 	}
 	cfg, err := inst.Config()
 	if err != nil {
+		return err
+	}
+	if err := inst.UpgradeFormat(); err != nil { // a directory of an older berth
 		return err
 	}
 	if err := fileshare.Validate(cfg.Shares); err != nil {

@@ -131,6 +131,9 @@ func Create(name string, cfg Config) (*Instance, error) {
 		return nil, err
 	}
 	if _, err := os.Stat(inst.Path(ConfigFile)); errors.Is(err, fs.ErrNotExist) {
+		if err := inst.UpgradeFormat(); err != nil {
+			return nil, err
+		}
 		if err := WriteFileAtomic(inst.Path(ConfigFile), cfg.Marshal(), privFileMode); err != nil {
 			return nil, err
 		}
@@ -152,8 +155,12 @@ func instance(name string) (*Instance, error) {
 // Path returns a file of the instance.
 func (i *Instance) Path(name string) string { return filepath.Join(i.Dir, name) }
 
-// Config reads and validates berth.yaml; errors name the file and line.
+// Config reads and validates berth.yaml; errors name the file and line. A directory
+// written by a newer berth is refused (ErrIncompatible) before its config is read.
 func (i *Instance) Config() (Config, error) {
+	if err := i.CheckFormat(); err != nil {
+		return Config{}, err
+	}
 	p := i.Path(ConfigFile)
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -169,6 +176,9 @@ func (i *Instance) Config() (Config, error) {
 // SaveConfig validates and writes berth.yaml atomically. Only the values that change are
 // rewritten: comments and the layout of the rest stay (see Merge).
 func (i *Instance) SaveConfig(c Config) error {
+	if err := i.CheckFormat(); err != nil {
+		return err
+	}
 	if err := c.Validate(); err != nil {
 		return err
 	}
@@ -183,6 +193,9 @@ func (i *Instance) SaveConfig(c Config) error {
 // atomically when they are valid; otherwise the file is left as it was. It returns the
 // config before and after.
 func (i *Instance) SetConfig(assignments []string) (before, after Config, err error) {
+	if err := i.CheckFormat(); err != nil {
+		return before, after, err
+	}
 	p := i.Path(ConfigFile)
 	doc, err := os.ReadFile(p)
 	if err != nil {
