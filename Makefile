@@ -12,6 +12,9 @@ HOST_ARCH   := $(shell $(GO) env GOARCH)
 # Every guest architecture is built; Apple Silicon Macs boot the arm64 one.
 IMAGE_ARCHES ?= amd64 arm64
 BERTH_HOME  ?= $(HOME)/.berth
+# berth refuses to run as root unless told (docs/security.md); CI and the build machines
+# run make as root, where root is the only user.
+export BERTH_ALLOW_ROOT ?= 1
 LDFLAGS     := -s -w -X main.version=$(VERSION) -X github.com/berth-dev/berth/guestagent.Version=$(VERSION)
 # The sha256 of each guest image bundle of this version (`make bundle` before the build),
 # baked into berth so a downloaded bundle is checked against the build, never against a
@@ -83,6 +86,7 @@ install-image: image ## copy the guest images to ~/.berth/_images
 
 run: deps build install-image ## build everything and start the default instance
 	$(BIN)/berth start
+	@[ "$$(id -u)" != 0 ] || echo "You are root: berth refuses root unless BERTH_ALLOW_ROOT=1 (make sets it). Run \`export BERTH_ALLOW_ROOT=1\` before using berth in this shell, or use berth as your own user."
 
 test: ## all tests: unit, cross-builds, darwin type-check, and the end-to-end suite (boots VMs)
 	@$(MAKE) --no-print-directory deps

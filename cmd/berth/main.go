@@ -42,11 +42,12 @@ func main() {
 
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "berth",
-		Short:         "Run the Docker engine in a lightweight Linux VM",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		Version:       version,
+		Use:               "berth",
+		Short:             "Run the Docker engine in a lightweight Linux VM",
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		Version:           version,
+		PersistentPreRunE: refuseRoot,
 	}
 	root.SetVersionTemplate(fmt.Sprintf("berth {{.Version}} %s/%s\n", runtime.GOOS, runtime.GOARCH))
 	root.PersistentFlags().StringP("profile", "p", "", "instance name (default \"default\")")
