@@ -2,6 +2,7 @@ package guestagent
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -75,6 +76,22 @@ func (s *Server) activity(ctx context.Context, st *yamux.Stream) error {
 	ch, cancel := s.opts.Ports.running.subscribe()
 	defer cancel()
 	return writeUpdates(ctx, st, ch)
+}
+
+// activityCheck serves TypeActivityCheck: the engine's own count of running containers,
+// asked now. Without an engine (tests) there are none.
+func (s *Server) activityCheck(ctx context.Context, st *yamux.Stream) error {
+	a := &proto.Activity{}
+	if s.opts.Ports != nil {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		n, err := s.opts.Ports.Recount(cctx)
+		cancel()
+		if err != nil {
+			return reply(st, fmt.Errorf("failed to ask the engine for its containers: %w", err))
+		}
+		a.Containers = n
+	}
+	return proto.WriteJSONLine(st, proto.Response{Activity: a})
 }
 
 // clockAdjust serves TypeClockAdjust.

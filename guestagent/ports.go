@@ -158,6 +158,18 @@ func (w *PortWatcher) followEngine(ctx context.Context) {
 	}
 }
 
+// Recount asks the engine now how many containers run, and records it (TypeActivityCheck).
+func (w *PortWatcher) Recount(ctx context.Context) (int, error) {
+	c := dockerapi.New(w.DockerSocket)
+	defer c.Close()
+	list, err := c.Containers(ctx, false)
+	if err != nil {
+		return -1, err
+	}
+	w.running.set(len(list))
+	return len(list), nil
+}
+
 func (w *PortWatcher) relist(ctx context.Context, c *dockerapi.Client) {
 	list, err := c.Containers(ctx, false)
 	if err != nil {

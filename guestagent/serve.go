@@ -193,6 +193,8 @@ func (s *Server) handle(ctx context.Context, st *yamux.Stream, streams *streamSe
 		err = s.clockAdjust(st, time.Duration(req.ClockAdjustNanos))
 	case proto.TypeActivity:
 		err = s.activity(ctx, st)
+	case proto.TypeActivityCheck:
+		err = s.activityCheck(ctx, st)
 	case proto.TypeCancel:
 		streams.cancel(req.Stream)
 		err = reply(st, nil)

@@ -8,6 +8,10 @@ const (
 	// whenever the number of running containers changes. The host pauses an idle VM only
 	// while it knows that number is zero.
 	TypeActivity = "activity"
+	// TypeActivityCheck asks the engine itself, now, how many containers run: the answer's
+	// Activity. The host asks it right before an idle pause, so that a container started
+	// just before the VM stood still (its event not yet seen by the agent) keeps it awake.
+	TypeActivityCheck = "activity-check"
 	// TypeClockRead asks for the guest's clock: Response.Clock.GuestUnixNano, read as the
 	// request arrived. The host brackets it with its own send and receive times (NTP's
 	// method), so it knows the offset to within half the round trip, however long either

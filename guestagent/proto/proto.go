@@ -68,7 +68,9 @@ type Response struct {
 	Error  string        `json:"error,omitempty"`
 	Info   *Info         `json:"info,omitempty"`
 	Mounts []MountResult `json:"mounts,omitempty"`
-	Clock  *ClockResult  `json:"clock,omitempty"` // TypeClockRead, TypeClockAdjust (idle.go)
+	// Activity answers TypeActivityCheck (idle.go).
+	Activity *Activity    `json:"activity,omitempty"`
+	Clock    *ClockResult `json:"clock,omitempty"` // TypeClockRead, TypeClockAdjust (idle.go)
 }
 
 // Info describes the guest.

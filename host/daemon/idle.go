@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,6 +61,13 @@ func (t *idleTracker) setContainers(n int) {
 		t.containers = n
 		t.last = t.now()
 	}
+}
+
+// touch counts as activity now: the idle delay starts again.
+func (t *idleTracker) touch() {
+	t.mu.Lock()
+	t.last = t.now()
+	t.mu.Unlock()
 }
 
 // hold counts a client stream until release is called; it reports whether the VM must be
@@ -280,6 +288,11 @@ func (d *Daemon) pauseVM(ctx context.Context, force bool) error {
 	if state != api.StateRunning && !(force && state == api.StateDegraded) {
 		return fmt.Errorf("instance %q is %s, not Running: only a running instance pauses", d.inst.Name, state)
 	}
+	if !force {
+		if err := d.confirmIdle(ctx); err != nil {
+			return err
+		}
+	}
 	if err := i.t.beginPause(force); err != nil {
 		return err
 	}
@@ -312,6 +325,41 @@ func (d *Daemon) pauseVM(ctx context.Context, force bool) error {
 	d.inst.WriteState(store.State{State: api.StatePaused, PID: os.Getpid(), StartedAt: d.startedAt})
 	return nil
 }
+
+// confirmIdle asks the engine itself whether containers run, right before an idle pause:
+// the activity stream may not have told yet (a container started just before the VM stood
+// still, its event still unread in the guest). A count above zero, or no answer within
+// confirmIdleTimeout (a VM that is not answering is not idle), counts as activity: the
+// idle delay starts again. An agent without TypeActivityCheck is trusted as before.
+func (d *Daemon) confirmIdle(ctx context.Context) error {
+	d.mu.Lock()
+	agent := d.agent
+	d.mu.Unlock()
+	if agent == nil || agent.closed() {
+		return errors.New("no agent session")
+	}
+	cctx, cancel := context.WithTimeout(ctx, confirmIdleTimeout)
+	resp, err := agent.call(cctx, proto.Request{Type: proto.TypeActivityCheck})
+	cancel()
+	t := d.idle().t
+	switch {
+	case err != nil && strings.Contains(err.Error(), "unknown request type"):
+		return nil
+	case err != nil:
+		t.touch()
+		return fmt.Errorf("the guest did not confirm it is idle: %w", err)
+	case resp.Activity == nil:
+		return nil
+	case resp.Activity.Containers != 0:
+		t.setContainers(resp.Activity.Containers)
+		t.touch()
+		return fmt.Errorf("the engine runs %d containers", resp.Activity.Containers)
+	}
+	return nil
+}
+
+// confirmIdleTimeout bounds confirmIdle's question.
+var confirmIdleTimeout = 5 * time.Second
 
 // resumeVM continues a paused VM and sets its clock; reason is logged. It is cheap when the
 // VM runs.

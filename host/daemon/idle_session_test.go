@@ -330,3 +330,43 @@ func TestClockSessionCheck(t *testing.T) {
 		t.Fatalf("after the session started: guest clock %s off, check %+v", off, c)
 	}
 }
+
+// TestIdleConfirmsWithEngine: right before an idle pause hostd asks the engine itself; a
+// container the activity stream has not reported yet (its start event unread in the guest,
+// as when the VM stood still right after `docker run -d`) keeps the VM awake.
+func TestIdleConfirmsWithEngine(t *testing.T) {
+	dir := t.TempDir()
+	eng := startFakeEngineAPI(t, dir)
+	log := slog.New(slog.DiscardHandler)
+	watcher := &guestagent.PortWatcher{DockerSocket: eng.sock, Listeners: guestagent.ListenersNone, Log: log}
+	wctx, wcancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); watcher.Run(wctx) }()
+	t.Cleanup(func() { wcancel(); waitGroup(t, &wg, 10*time.Second) })
+
+	p := newPausableVM(t, eng.sock)
+	p.srv = guestagent.NewServer(guestagent.ServeOptions{DockerSocket: eng.sock, Ports: watcher}, nil, log)
+	d := testDaemon()
+	d.inst = &store.Instance{Name: "t", Dir: t.TempDir()}
+	d.cfg.Idle.PauseAfter = store.Duration(time.Second)
+	startPausable(t, d, p)
+	for deadline := time.Now().Add(5 * time.Second); d.Status().Idle == nil || d.Status().Idle.Containers != 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the activity stream never said 0 containers: %+v", d.Status().Idle)
+		}
+	}
+	// The engine now runs a container the watcher has not heard of: no event is sent.
+	eng.ports.Store([]publishedPort{{IP: "0.0.0.0", PrivatePort: 80, PublicPort: 8080, Type: "tcp"}})
+	time.Sleep(2500 * time.Millisecond)
+	if p.isPaused() || d.Status().State != api.StateRunning {
+		t.Fatalf("paused while the engine runs a container: %+v", d.Status().Idle)
+	}
+	if n := d.Status().Idle.Containers; n != 1 {
+		t.Fatalf("containers = %d after the check, want 1", n)
+	}
+	// Once it is gone (and the engine says so), the VM pauses.
+	eng.ports.Store([]publishedPort{})
+	eng.events <- struct{}{}
+	waitState(t, d, api.StatePaused, 5*time.Second)
+}

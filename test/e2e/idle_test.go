@@ -173,6 +173,28 @@ func guestClockOffset(t testing.TB, e *env, name string) time.Duration {
 	return off
 }
 
+// logHostdLines logs the lines of the instance's hostd.log that contain any of words.
+func logHostdLines(t testing.TB, e *env, name string, words ...string) {
+	b, err := os.ReadFile(filepath.Join(e.home, name, "hostd.log"))
+	if err != nil {
+		t.Logf("hostd.log: %v", err)
+		return
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		for _, w := range words {
+			if strings.Contains(l, w) {
+				out = append(out, l)
+				break
+			}
+		}
+	}
+	if len(out) > 40 {
+		out = out[len(out)-40:]
+	}
+	t.Logf("hostd.log (%s):\n%s", strings.Join(words, ", "), strings.Join(out, "\n"))
+}
+
 func within(d, bound time.Duration) bool { return d < bound && d > -bound }
 
 // installCompose makes `docker compose` work in e: the plugin `make build` puts beside
@@ -302,7 +324,8 @@ func TestIdlePause(t *testing.T) {
 		time.Sleep(10 * time.Second)
 		off := guestClockOffset(t, e, name)
 		st := e.status(name)
-		t.Logf("status clock: %+v", st.Clock)
+		t.Logf("status clock: %+v; idle: %+v", st.Clock, st.Idle)
+		logHostdLines(t, e, name, "clock", "pause", "resum", "agent")
 		if !within(off, 500*time.Millisecond) {
 			t.Fatalf("guest clock %s off 10 s after a 60 s SIGSTOP, want within 0.5 s", off)
 		}
