@@ -14,9 +14,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berth-dev/berth/host/localsock"
-	"github.com/berth-dev/berth/netproxy/clusternet"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/host/localsock"
+	"github.com/berth-dev/berth/host/store"
+	"github.com/berth-dev/berth/netproxy/clusternet"
 )
 
 // netdStartTimeout bounds how long EnsureNetd waits for a netd it started to answer.
@@ -25,7 +27,7 @@ const netdStartTimeout = 15 * time.Second
 // lockFile takes an exclusive flock on path, waiting at most 10 s; the returned func
 // releases it.
 func lockFile(path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := store.OpenPrivate(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +54,7 @@ func RunNetd(ctx context.Context, name string, log *slog.Logger) error {
 		return err
 	}
 	lockPath, _ := Path(name, NetdLock)
-	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := store.OpenPrivate(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return err
 	}
@@ -139,7 +141,7 @@ func EnsureNetd(ctx context.Context, name string) (string, error) {
 		return "", fmt.Errorf("failed to find the berth executable to start the cluster network: %w", err)
 	}
 	logPath, _ := Path(name, NetdLog)
-	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	logf, err := store.OpenPrivate(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return "", err
 	}

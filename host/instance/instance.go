@@ -202,7 +202,7 @@ func (s *Starter) Start(ctx context.Context, progress func(api.Event)) error {
 	// Only the holder of the start lock gets here, and no daemon runs: the log is this
 	// start's. It is appended to, so a daemon of an earlier run that is still writing its
 	// last line cannot punch a hole into it.
-	logf, err := os.OpenFile(inst.Path(store.HostdLog), os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o600)
+	logf, err := store.OpenPrivate(inst.Path(store.HostdLog), os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,7 @@ type Lock struct{ f *os.File }
 func lockFile(path, op string) (*Lock, error) {
 	busy := 0
 	for range 100 + busyRetries {
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, privFileMode)
+		f, err := OpenPrivate(path, os.O_RDWR|os.O_CREATE, privFileMode)
 		if err != nil {
 			return nil, err
 		}
