@@ -161,7 +161,8 @@ var rootFiles = map[string]bool{
 var instanceFiles = map[string]bool{
 	store.ConfigFile: true, store.StateFile: true, store.PIDFile: true, store.ControlSock: true,
 	store.DockerSock: true, store.HostdLog: true, store.ConsoleLog: true, store.DataDisk: true,
-	store.RuntimeDir: true,
+	store.RuntimeDir: true, store.FormatFile: true, store.OpLockFile: true,
+	"registry": true, // the local registry's CA (host/registry)
 }
 
 // isTemp matches store.WriteFileAtomic's temporary files (".NAME.tmp123"), left by a crash.
