@@ -288,6 +288,11 @@ func goroutines(fn string) int {
 	}
 	c := 0
 	for g := range bytes.SplitSeq(buf, []byte("\n\n")) {
+		// Only the goroutine's own frames: a goroutine that fn started names fn in its
+		// "created by" line, which is not fn running.
+		if i := bytes.Index(g, []byte("\ncreated by ")); i >= 0 {
+			g = g[:i]
+		}
 		if bytes.Contains(g, []byte(fn)) {
 			c++
 		}
