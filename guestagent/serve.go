@@ -227,7 +227,7 @@ func (s *Server) handle(ctx context.Context, st *yamux.Stream, streams *streamSe
 	case proto.TypeEngineConfig:
 		err = reply(st, s.engineConfig(req.Engine))
 	default:
-		err = reply(st, fmt.Errorf("unknown request type %q", req.Type))
+		err = reply(st, fmt.Errorf("%s %q", proto.UnknownType, req.Type))
 	}
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, context.Canceled) {
 		s.log.Debug("stream ended", "type", req.Type, "err", err)

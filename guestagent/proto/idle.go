@@ -1,5 +1,7 @@
 package proto
 
+import "strings"
+
 // Idle pause and guest clock (see docs/agent-protocol.md and docs/resources.md). Both are
 // additions within Version 2: an older agent answers them with an unknown-type error, and
 // the host then never pauses on its own and keeps setting the clock with TypeTime.
@@ -22,6 +24,15 @@ const (
 	// which. A relative correction does not depend on how long the request took to arrive.
 	TypeClockAdjust = "clock-adjust"
 )
+
+// UnknownType starts the error an agent answers a request type it does not know with:
+// a host asking for something newer than the agent falls back on it (IsUnknownType).
+const UnknownType = "unknown request type"
+
+// IsUnknownType reports whether err is the agent's answer to a request type it lacks.
+func IsUnknownType(err error) bool {
+	return err != nil && strings.Contains(err.Error(), UnknownType)
+}
 
 // Activity is one line of a TypeActivity stream.
 type Activity struct {

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
@@ -216,7 +215,7 @@ func (d *Daemon) readClock(ctx context.Context, agent *agentClient, st *api.Cloc
 		rtt := time.Since(start)
 		st.Reads++
 		switch {
-		case err != nil && strings.Contains(err.Error(), "unknown request type"):
+		case proto.IsUnknownType(err):
 			return nil, nil
 		case err != nil && best != nil && ctx.Err() != nil:
 			return best, nil // out of time: the best reading so far

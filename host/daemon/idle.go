@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -343,7 +342,7 @@ func (d *Daemon) confirmIdle(ctx context.Context) error {
 	cancel()
 	t := d.idle().t
 	switch {
-	case err != nil && strings.Contains(err.Error(), "unknown request type"):
+	case proto.IsUnknownType(err):
 		return nil
 	case err != nil:
 		t.touch()
