@@ -28,7 +28,12 @@ const (
 	// defaultReadyTimeout bounds how long a (re)started engine may take to answer before it
 	// is reported failed; a cold boot under TCG takes minutes.
 	defaultReadyTimeout = 10 * time.Minute
-	// defaultRestartDelay is the first restart backoff; it doubles up to maxDaemonRestartDelay.
+	// A daemon that ran for defaultStableRun is restarted after quickRestartDelay (systemd's
+	// RestartSec): a crash after a good run costs the user no more than the daemon's own
+	// start. One that dies sooner backs off from defaultRestartDelay, doubling up to
+	// maxDaemonRestartDelay, so a daemon that cannot start does not spin.
+	quickRestartDelay     = 100 * time.Millisecond
+	defaultStableRun      = 10 * time.Second
 	defaultRestartDelay   = time.Second
 	maxDaemonRestartDelay = 30 * time.Second
 	// defaultReapTimeout is how long a leftover daemon of an earlier serve process gets to
@@ -69,6 +74,7 @@ type Engine struct {
 	logCheck     time.Duration // defaultLogCheck
 	readyTimeout time.Duration // defaultReadyTimeout
 	restartDelay time.Duration // defaultRestartDelay
+	stableRun    time.Duration // defaultStableRun
 	reapTimeout  time.Duration // defaultReapTimeout
 	adoptTimeout time.Duration // defaultAdoptTimeout
 	procRoot     string        // "/proc", scanned for leftover daemons
@@ -187,6 +193,8 @@ func (e *Engine) Start() error {
 	restart := orDefault(e.restartDelay, defaultRestartDelay)
 	cd := newSupervised("containerd", e.Containerd, logf, e.Log, restart)
 	dd := newSupervised("dockerd", e.Dockerd, logf, e.Log, restart)
+	cd.stableRun = orDefault(e.stableRun, defaultStableRun)
+	dd.stableRun = cd.stableRun
 	cd.env, dd.env = e.Env, e.Env
 	dd.pidfile = argValue(e.Dockerd, "--pidfile", "-p")
 	if adoptedContainerd != nil {
@@ -404,9 +412,12 @@ type supervised struct {
 	out     *os.File // stdout and stderr; nil is /dev/null
 	pidfile string   // removed after an instance exits when it still names it
 	log     *slog.Logger
-	backoff time.Duration // the first restart delay
-	onExit  func(error)
-	onStart func()
+	backoff time.Duration // the first restart delay after a short run
+	// stableRun is how long a run must last to be restarted after quickRestartDelay
+	// instead of the backoff; zero is always the backoff.
+	stableRun time.Duration
+	onExit    func(error)
+	onStart   func()
 
 	mu       sync.Mutex
 	cur      instance      // the current (or last) instance
@@ -447,8 +458,9 @@ func (s *supervised) spawn() (instance, error) {
 
 func (s *supervised) run() {
 	defer close(s.exited)
-	backoff := s.backoff
+	backoff := s.backoff // the delay after the next short run
 	for {
+		ranWell := false
 		s.mu.Lock()
 		var (
 			inst    instance
@@ -487,9 +499,7 @@ func (s *supervised) run() {
 			err = inst.wait()
 			close(done)
 			s.removePidfile(inst.pid())
-			if time.Since(started) > time.Minute {
-				backoff = s.backoff
-			}
+			ranWell = s.stableRun > 0 && time.Since(started) >= s.stableRun
 		}
 		s.mu.Lock()
 		stopping := s.stopping
@@ -497,16 +507,21 @@ func (s *supervised) run() {
 		if stopping {
 			return
 		}
-		s.log.Warn("daemon exited", "daemon", s.name, "err", err, "restart_in", backoff)
+		delay := backoff
+		if ranWell {
+			delay, backoff = min(quickRestartDelay, s.backoff), s.backoff
+		} else {
+			backoff = min(backoff*2, maxDaemonRestartDelay)
+		}
+		s.log.Warn("daemon exited", "daemon", s.name, "err", err, "restart_in", delay)
 		if s.onExit != nil {
 			s.onExit(err)
 		}
 		select {
 		case <-s.quit:
 			return
-		case <-time.After(backoff):
+		case <-time.After(delay):
 		}
-		backoff = min(backoff*2, maxDaemonRestartDelay)
 	}
 }
 

@@ -883,3 +883,30 @@ func TestArgValue(t *testing.T) {
 		t.Errorf("containerd socket = %q", got)
 	}
 }
+
+// A daemon that crashes after a good run is restarted at once, whatever the backoff; one
+// that dies again right away waits out the backoff.
+func TestDaemonRestartedAtOnceAfterGoodRun(t *testing.T) {
+	dir := fakeBins(t)
+	e := testEngine(t, dir, nil, nil)
+	e.restartDelay = time.Minute
+	e.stableRun = 300 * time.Millisecond
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, proto.EngineRunning, 10*time.Second)
+	pidfile := filepath.Join(dir, "d.pid")
+	dd := readPid(t, pidfile)
+	time.Sleep(400 * time.Millisecond) // a good run
+	killed := time.Now()
+	syscall.Kill(dd, syscall.SIGKILL)
+	next := waitNewPid(t, pidfile, dir, dd)
+	if took := time.Since(killed); took > 5*time.Second {
+		t.Fatalf("dockerd restarted %s after a crash that followed a good run", took)
+	}
+	syscall.Kill(next, syscall.SIGKILL) // a short run: the backoff (a minute) applies
+	time.Sleep(time.Second)
+	if n := countProcs(dir, "dockerd"); n != 0 {
+		t.Errorf("%d dockerd running 1 s after a crash that followed a short run; want the backoff", n)
+	}
+}
