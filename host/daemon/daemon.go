@@ -61,6 +61,9 @@ type Daemon struct {
 	idleOnce sync.Once
 	idleCtl  *idler
 	clockCtl clockState
+
+	// hostDiskPaused: the VM is paused on a host I/O error (hostdisk.go). Guarded by mu.
+	hostDiskPaused bool
 }
 
 // errStopRequested ends a boot that a stop request interrupted.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/berth-dev/berth/host/api"
@@ -84,6 +85,8 @@ func (h *hostDiskWatch) run(ctx context.Context) {
 // recover handles one pause: it shows it, waits for space and resumes the VM, until the VM
 // runs again or ctx ends.
 func (h *hostDiskWatch) recover(ctx context.Context, errs <-chan vm.IOError, e vm.IOError) {
+	h.d.setHostDiskPaused(true)
+	defer h.d.setHostDiskPaused(false)
 	path := cmp.Or(e.Path, h.path)
 	dir := filepath.Dir(path)
 	wait := h.poll
@@ -247,4 +250,26 @@ func formatBytes(n uint64) string {
 		return fmt.Sprintf("%d MiB", n>>20)
 	}
 	return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+}
+
+func (d *Daemon) setHostDiskPaused(paused bool) {
+	d.mu.Lock()
+	d.hostDiskPaused = paused
+	d.mu.Unlock()
+}
+
+// stopBlockedByHostDisk is why a graceful stop cannot be done now, nil when it can: a VM
+// paused on a full host disk cannot write what its shutdown writes (the engine's state,
+// the file systems' last changes), so a stop would wait out every graceful step and then
+// kill it anyway, losing those writes. The user frees space (berth resumes the VM) or
+// chooses the forced stop.
+func (d *Daemon) stopBlockedByHostDisk() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.hostDiskPaused {
+		return nil
+	}
+	return fmt.Errorf("instance %q cannot stop cleanly now: %s.\n"+
+		"Stop it once it runs again, or at once, losing the writes the VM could not finish: berth stop --force %s",
+		d.inst.Name, strings.TrimSuffix(d.status.Error, "."), d.inst.Name)
 }

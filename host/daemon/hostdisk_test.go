@@ -1,9 +1,13 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -356,5 +360,65 @@ func TestFormatBytes(t *testing.T) {
 		if got := formatBytes(n); got != want {
 			t.Errorf("formatBytes(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// A graceful stop of a VM paused on a full host disk is refused at once, saying what to
+// do; a forced one is taken; once the VM runs again a graceful stop is taken too.
+func TestStopWhilePausedOnFullHostDisk(t *testing.T) {
+	d := runningDaemon(1<<30, 4<<30)
+	d.inst = &store.Instance{Name: "dev", Dir: t.TempDir()}
+	d.stopping, d.vmDone = make(chan struct{}), make(chan struct{})
+	withAgent(t, d)
+	events, unsub := d.subscribe()
+	defer unsub()
+	drv := newPausingDriver()
+	free := &fakeFree{free: 12 << 20}
+	startWatch(t, d, drv, free)
+	stop := func(force bool) *httptest.ResponseRecorder {
+		body, _ := json.Marshal(api.StopRequest{Force: force})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		w := httptest.NewRecorder()
+		d.handleStop(w, httptest.NewRequest(http.MethodPost, "/v1/stop", bytes.NewReader(body)).WithContext(ctx))
+		return w
+	}
+
+	drv.errs <- fullErr
+	waitEvent(t, events, "Degraded", func(ev api.Event) bool { return ev.State == api.StateDegraded })
+	w := stop(false)
+	if w.Code != http.StatusConflict {
+		t.Fatalf("graceful stop while paused on a full disk: %d %s", w.Code, w.Body)
+	}
+	for _, want := range []string{`instance \"dev\" cannot stop cleanly now`, "is full", "once it runs again", "berth stop --force dev"} {
+		if !strings.Contains(w.Body.String(), want) {
+			t.Errorf("refusal %s lacks %q", w.Body, want)
+		}
+	}
+	select {
+	case <-d.stopping:
+		t.Fatal("the refused stop was requested")
+	default:
+	}
+
+	free.set(5<<30, nil)
+	waitEvent(t, events, "Running", func(ev api.Event) bool { return ev.State == api.StateRunning })
+	if err := d.stopBlockedByHostDisk(); err != nil {
+		t.Errorf("stop still refused after the VM resumed: %v", err)
+	}
+
+	drv.errs <- fullErr
+	waitEvent(t, events, "Degraded again", func(ev api.Event) bool { return ev.State == api.StateDegraded })
+	close(d.vmDone) // the forced stop's VM is gone at once
+	if w := stop(true); w.Code != http.StatusOK {
+		t.Errorf("forced stop while paused: %d %s", w.Code, w.Body)
+	}
+	select {
+	case <-d.stopping:
+		if !d.stopForce {
+			t.Error("the stop was not forced")
+		}
+	default:
+		t.Error("the forced stop was not requested")
 	}
 }

@@ -90,6 +90,12 @@ func (d *Daemon) handleStop(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !req.Force {
+		if err := d.stopBlockedByHostDisk(); err != nil {
+			writeError(w, http.StatusConflict, err)
+			return
+		}
+	}
 	d.requestStop(req.Force)
 	select {
 	case <-d.vmDone:

@@ -29,7 +29,13 @@ func (d *Daemon) serve(ctx context.Context, drv vm.Driver, exit *vmExit) error {
 	case <-d.stopping:
 		return d.shutdown(drv, exit, d.stopForce)
 	case <-ctx.Done():
-		return d.shutdown(drv, exit, false)
+		// The daemon itself is told to end (the host shuts down): no stop to refuse, and a
+		// VM paused on a full host disk cannot shut down gracefully.
+		force := d.stopBlockedByHostDisk() != nil
+		if force {
+			d.log.Warn("the VM is paused on a full host disk: stopping it at once")
+		}
+		return d.shutdown(drv, exit, force)
 	}
 }
 

@@ -110,6 +110,15 @@ func TestHostDiskFull(t *testing.T) {
 	}
 	// Nothing of the state dir was damaged while the disk was full.
 	checkStateFiles(t, inst)
+	// A graceful stop cannot finish now: refused at once, saying what to do; the VM stays.
+	stopAt := time.Now()
+	if out, err := e.berth("stop", name); err == nil || !strings.Contains(out, "cannot stop cleanly now") || !strings.Contains(out, "berth stop --force") {
+		t.Errorf("berth stop while paused on a full disk: err=%v\n%s", err, out)
+	}
+	t.Logf("berth stop refused in %s", time.Since(stopAt).Round(10*time.Millisecond))
+	if st := e.status(name); st.State != api.StateDegraded {
+		t.Errorf("after the refused stop: %s %q", st.State, st.Error)
+	}
 
 	// Free the space: berth resumes the VM by itself and the guest's write completes.
 	if err := os.Remove(filler); err != nil {
