@@ -4,7 +4,10 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -15,6 +18,18 @@ import (
 	"github.com/berth-dev/berth/host/dockerproxy"
 	"github.com/berth-dev/berth/host/localsock"
 	"github.com/berth-dev/berth/host/store"
+)
+
+const (
+	// dockerOpenWait bounds how long a docker client waits for its stream: for a
+	// restarted agent, a resuming VM, a restarting engine (dockerd's own start takes 10-25 s
+	// under TCG).
+	dockerOpenWait = 60 * time.Second
+	// dockerOpenRetry is how often an engine that restarts is tried again.
+	dockerOpenRetry = 250 * time.Millisecond
+	// hangupPoll is how often a docker client waiting for its stream is checked for having
+	// hung up.
+	hangupPoll = 100 * time.Millisecond
 )
 
 func (d *Daemon) closeDocker() {
@@ -40,23 +55,85 @@ func (d *Daemon) forwardDocker(ctx context.Context) func(net.Conn) {
 			c.Close()
 			return
 		}
-		// A restarted agent is waited for, so a client never sees the gap.
-		octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		// A restarted agent or engine is waited for, so a client sees a late answer, not
+		// a refused one.
+		octx, cancel := context.WithTimeout(ctx, dockerOpenWait)
 		defer cancel()
+		// A client that hangs up meanwhile ends the wait at once.
+		unwatch := localsock.WatchHangup(c, hangupPoll, cancel)
 		release := d.clientHold(octx) // a paused VM resumes before the stream opens
-		agent, err := d.liveAgent(octx)
-		var st *yamux.Stream
-		if err == nil {
-			st, _, err = agent.open(octx, proto.Request{Type: proto.TypeDocker})
-		}
+		agent, st, err := d.openDocker(octx)
 		release()
+		unwatch()
 		if err != nil {
-			d.log.Warn("docker connection refused", "err", err)
+			if ctx.Err() == nil && errors.Is(octx.Err(), context.Canceled) {
+				d.log.Debug("docker client hung up before its stream opened")
+			} else {
+				d.log.Warn("docker connection refused", "err", err)
+				d.refuseDocker(c, err, octx.Err() != nil)
+			}
 			c.Close()
 			return
 		}
 		// Bind mounts of unshared host paths are refused (host/dockerproxy, engine_config.go).
 		proto.Pipe(ctx, dockerproxy.Wrap(hc, d.mountPolicy(), d.log), d.idleStream(agent.stream(st)))
+	}
+}
+
+// openDocker opens an engine stream. While the engine restarts (the agent starts a dockerd
+// that died again) the agent cannot reach the engine socket; the open is retried until it
+// can, the engine has failed or stopped, or ctx ends.
+func (d *Daemon) openDocker(ctx context.Context) (*agentClient, *yamux.Stream, error) {
+	for {
+		agent, err := d.liveAgent(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		st, resp, err := agent.open(ctx, proto.Request{Type: proto.TypeDocker})
+		if err == nil {
+			return agent, st, nil
+		}
+		if resp.Error == "" || !d.engineMayAnswer() {
+			return nil, nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("the engine did not answer within %s: %w", dockerOpenWait, err)
+		case <-time.After(dockerOpenRetry):
+		}
+	}
+}
+
+// engineMayAnswer is false once the agent reported the engine failed or stopped.
+func (d *Daemon) engineMayAnswer() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.status.Guest == nil {
+		return true
+	}
+	st := proto.EngineState(d.status.Guest.Engine)
+	return st != proto.EngineFailed && st != proto.EngineStopped
+}
+
+// refuseDocker answers a client whose engine stream could not be opened with an HTTP
+// error that the docker CLI shows as it is ("Error response from daemon: berth: …"),
+// where a bare close would read as "EOF". The client's request is left unread; a client
+// that does not read gets nothing after a short wait.
+func (d *Daemon) refuseDocker(c net.Conn, err error, timedOut bool) {
+	msg := fmt.Sprintf("berth: the Docker engine of instance %q cannot be reached: %v. `berth status %s` shows its state",
+		d.inst.Name, err, d.inst.Name)
+	if timedOut {
+		msg = fmt.Sprintf("berth: the Docker engine of instance %q did not answer within %s (%v). `berth status %s` shows its state",
+			d.inst.Name, dockerOpenWait, err, d.inst.Name)
+	}
+	body, _ := json.Marshal(map[string]string{"message": msg})
+	c.SetDeadline(time.Now().Add(time.Second))
+	_, werr := fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s\n",
+		len(body)+1, body)
+	if hc, ok := c.(proto.HalfCloser); ok && werr == nil {
+		// Closing with the request unread would reset the connection under the answer.
+		hc.CloseWrite()
+		io.Copy(io.Discard, io.LimitReader(c, 1<<20))
 	}
 }
 

@@ -3,13 +3,16 @@
 package daemon
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -219,6 +222,83 @@ func TestDockerClientGoneMidStream(t *testing.T) {
 	}
 	if n := agent.sess.NumStreams(); n > base {
 		t.Errorf("%d streams left open on the host (base %d)", n, base)
+	}
+}
+
+// TestDockerClientGoneWhileWaiting: a client that hangs up while its stream waits (here
+// for an agent that is not there: a restart, a busy guest) ends the wait at once instead
+// of after its 30 s; one that only half-closed keeps waiting for its answer.
+func TestDockerClientGoneWhileWaiting(t *testing.T) {
+	d := testDaemon()
+	client, server := unixPair(t)
+	done := make(chan struct{})
+	go func() { d.forwardDocker(t.Context())(server); close(done) }()
+	client.Write([]byte("GET /_ping HTTP/1.0\r\n\r\n"))
+	client.(*net.UnixConn).CloseWrite()
+	select {
+	case <-done:
+		t.Fatal("the forward gave up on a half-closed client")
+	case <-time.After(500 * time.Millisecond):
+	}
+	client.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the forward still waits 5 s after its client hung up")
+	}
+}
+
+// TestDockerWaitsForRestartingEngine: a client that connects while dockerd restarts (its
+// socket is gone) is answered once the engine is back, not refused.
+func TestDockerWaitsForRestartingEngine(t *testing.T) {
+	sock := t.TempDir() + "/docker.sock"
+	vm := newFakeVM(t, sock)
+	d := testDaemon()
+	ctx, _ := startSessions(t, d, vm)
+	client, server := unixPair(t)
+	go d.forwardDocker(ctx)(server)
+	client.Write([]byte("GET /_ping"))
+	client.(*net.UnixConn).CloseWrite()
+	time.Sleep(700 * time.Millisecond) // the engine comes back
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		in, _ := io.ReadAll(c)
+		c.Write(bytes.ToUpper(in))
+	}()
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil || string(got) != "GET /_PING" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+}
+
+// TestDockerRefusedWithReason: when the engine has failed, a client gets an HTTP error
+// that says so at once (the docker CLI prints it), not a bare EOF.
+func TestDockerRefusedWithReason(t *testing.T) {
+	vm := newFakeVM(t, t.TempDir()+"/no-docker.sock")
+	d := testDaemon()
+	d.status.Guest = &api.Guest{Engine: string(proto.EngineFailed)}
+	ctx, _ := startSessions(t, d, vm)
+	client, server := unixPair(t)
+	go d.forwardDocker(ctx)(server)
+	client.Write([]byte("GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n"))
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(client), nil)
+	if err != nil {
+		t.Fatalf("no HTTP answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `berth: the Docker engine of instance \"t\" cannot be reached`) {
+		t.Errorf("answer %d %s", resp.StatusCode, body)
 	}
 }
 
