@@ -229,8 +229,36 @@ func TestReliability(t *testing.T) {
 	})
 
 	t.Run("SIGKILL the VM while running", func(t *testing.T) {
+		// Killed in the middle of a build (BuildKit, through berth's buildx plugin, as
+		// `docker build` runs for users): the build's client ends with an error instead
+		// of hanging, and the engine builds again after the next start.
+		newToolchain(t).installPlugins(t, e)
+		build := e.dockerCmd(t.Context(), "build", "-t", "killed-build", "-")
+		build.Stdin = strings.NewReader("FROM " + image + "\nRUN sleep 600\n")
+		buildOut := &strings.Builder{}
+		build.Stdout, build.Stderr = buildOut, buildOut
+		if err := build.Start(); err != nil {
+			t.Fatal(err)
+		}
+		buildDone := make(chan error, 1)
+		go func() { buildDone <- build.Wait() }()
+		waitFor(t, "the build's RUN step runs", 2*time.Minute, func() bool {
+			out, err := e.guest("pgrep -x sleep")
+			return err == nil && strings.TrimSpace(out) != ""
+		})
 		qemu := vmPID(t, e)
+		killed := time.Now()
 		syscall.Kill(qemu, syscall.SIGKILL)
+		select {
+		case err := <-buildDone:
+			if err == nil {
+				t.Errorf("the build succeeded although its VM was killed:\n%s", buildOut)
+			}
+			t.Logf("the build's client ended %s after the kill: %v", time.Since(killed).Round(10*time.Millisecond), err)
+		case <-time.After(30 * time.Second):
+			build.Process.Kill()
+			t.Errorf("the build's client still waits 30 s after its VM was killed:\n%s", buildOut)
+		}
 		waitFor(t, "state Error", 10*time.Second, func() bool {
 			st := e.status("default")
 			return st.State == api.StateError || st.State == api.StateStopped
@@ -245,6 +273,10 @@ func TestReliability(t *testing.T) {
 		})
 		e.mustBerth("start")
 		waitHTTP(t, "http://127.0.0.1:18090/", time.Minute)
+		out, err := e.docker_(strings.NewReader("FROM "+image+"\nRUN echo built after the kill\n"), "build", "--no-cache", "-t", "after-kill", "-")
+		if err != nil {
+			t.Errorf("docker build after the VM was killed mid-build: %v\n%s", err, out)
+		}
 	})
 
 	t.Run("SIGKILL the VM during start", func(t *testing.T) {
