@@ -212,6 +212,7 @@ func (h *hostDiskWatch) resumed(shown, dir string, free uint64, ferr error) {
 		msg = "the VM resumed"
 	}
 	d.mu.Lock()
+	d.hostDiskPaused = false // before the event: a stop that follows it is taken
 	if d.status.Error != shown {
 		// Someone else's state (a stop, the VM's end) replaced ours.
 		d.mu.Unlock()

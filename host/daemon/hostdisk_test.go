@@ -87,6 +87,21 @@ func (f *fakeFree) set(free uint64, err error) {
 	f.mu.Unlock()
 }
 
+// watchedDaemon is a running daemon with an agent (prepared by prepare, if not nil), whose
+// events the test reads, and a host-disk watch over drv and free.
+func watchedDaemon(t *testing.T, drv *pausingDriver, free *fakeFree, prepare func(d *Daemon)) (*Daemon, <-chan api.Event) {
+	t.Helper()
+	d := runningDaemon(1<<30, 4<<30)
+	if prepare != nil {
+		prepare(d)
+	}
+	withAgent(t, d)
+	events, unsub := d.subscribe()
+	t.Cleanup(unsub)
+	startWatch(t, d, drv, free)
+	return d, events
+}
+
 // startWatch runs the watch on d with short timings until the test ends.
 func startWatch(t *testing.T, d *Daemon, drv *pausingDriver, free *fakeFree) {
 	t.Helper()
@@ -126,13 +141,9 @@ func withAgent(t *testing.T, d *Daemon) {
 }
 
 func TestHostDiskFullPausesAndResumes(t *testing.T) {
-	d := runningDaemon(1<<30, 4<<30)
-	withAgent(t, d)
-	events, unsub := d.subscribe()
-	defer unsub()
 	drv := newPausingDriver()
 	free := &fakeFree{free: 12 << 20}
-	startWatch(t, d, drv, free)
+	d, events := watchedDaemon(t, drv, free, nil)
 
 	drv.errs <- fullErr
 	ev := waitEvent(t, events, "Degraded", func(ev api.Event) bool { return ev.State == api.StateDegraded })
@@ -195,14 +206,10 @@ func TestHostDiskFullPausesAndResumes(t *testing.T) {
 // A resume into a host that is still full pauses the VM again: berth keeps the state,
 // backs off, and tries again.
 func TestHostDiskPausesAgain(t *testing.T) {
-	d := runningDaemon(1<<30, 4<<30)
-	withAgent(t, d)
-	events, unsub := d.subscribe()
-	defer unsub()
 	drv := newPausingDriver()
 	drv.pauseAgain = true
 	free := &fakeFree{free: 1 << 30}
-	startWatch(t, d, drv, free)
+	d, events := watchedDaemon(t, drv, free, nil)
 
 	drv.errs <- fullErr
 	waitEvent(t, events, "Degraded", func(ev api.Event) bool { return ev.State == api.StateDegraded })
@@ -229,14 +236,10 @@ func TestHostDiskPausesAgain(t *testing.T) {
 
 // A failed resume, or a free space that cannot be read, is retried; the VM runs again.
 func TestHostDiskRetries(t *testing.T) {
-	d := runningDaemon(1<<30, 4<<30)
-	withAgent(t, d)
-	events, unsub := d.subscribe()
-	defer unsub()
 	drv := newPausingDriver()
 	drv.resumeErr = errors.New("QMP cont: connection refused")
 	free := &fakeFree{err: errors.New("statfs: input/output error")}
-	startWatch(t, d, drv, free)
+	_, events := watchedDaemon(t, drv, free, nil)
 
 	drv.errs <- fullErr
 	ev := waitEvent(t, events, "Degraded", func(ev api.Event) bool { return ev.State == api.StateDegraded })
@@ -306,13 +309,9 @@ func TestHostDiskDuringStart(t *testing.T) {
 
 // A stop that replaced the state while the VM was paused is left alone.
 func TestHostDiskStopWhilePaused(t *testing.T) {
-	d := runningDaemon(1<<30, 4<<30)
-	withAgent(t, d)
-	events, unsub := d.subscribe()
-	defer unsub()
 	drv := newPausingDriver()
 	free := &fakeFree{free: 0}
-	startWatch(t, d, drv, free)
+	d, events := watchedDaemon(t, drv, free, nil)
 	drv.errs <- fullErr
 	waitEvent(t, events, "Degraded", func(ev api.Event) bool { return ev.State == api.StateDegraded })
 	d.setState(api.StateStopping, "stopping", nil)
@@ -366,15 +365,12 @@ func TestFormatBytes(t *testing.T) {
 // A graceful stop of a VM paused on a full host disk is refused at once, saying what to
 // do; a forced one is taken; once the VM runs again a graceful stop is taken too.
 func TestStopWhilePausedOnFullHostDisk(t *testing.T) {
-	d := runningDaemon(1<<30, 4<<30)
-	d.inst = &store.Instance{Name: "dev", Dir: t.TempDir()}
-	d.stopping, d.vmDone = make(chan struct{}), make(chan struct{})
-	withAgent(t, d)
-	events, unsub := d.subscribe()
-	defer unsub()
 	drv := newPausingDriver()
 	free := &fakeFree{free: 12 << 20}
-	startWatch(t, d, drv, free)
+	d, events := watchedDaemon(t, drv, free, func(d *Daemon) {
+		d.inst = &store.Instance{Name: "dev", Dir: t.TempDir()}
+		d.stopping, d.vmDone = make(chan struct{}), make(chan struct{})
+	})
 	stop := func(force bool) *httptest.ResponseRecorder {
 		body, _ := json.Marshal(api.StopRequest{Force: force})
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -139,6 +139,11 @@ func TestAgentReconnect(t *testing.T) {
 // after the client half-closes; "chatty" ones write until closed and report that.
 func fakeEngine(t *testing.T, chatty bool) (string, chan struct{}) {
 	sock := t.TempDir() + "/docker.sock"
+	return sock, fakeEngineAt(t, sock, chatty)
+}
+
+// fakeEngineAt is fakeEngine on the socket path sock.
+func fakeEngineAt(t *testing.T, sock string, chatty bool) chan struct{} {
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +173,24 @@ func fakeEngine(t *testing.T, chatty bool) (string, chan struct{}) {
 			}()
 		}
 	}()
-	return sock, closed
+	return closed
+}
+
+// halfClosedRequest sends req, half-closes, runs meanwhile (if not nil) and returns the
+// whole answer.
+func halfClosedRequest(t *testing.T, client net.Conn, req string, meanwhile func()) string {
+	t.Helper()
+	client.Write([]byte(req))
+	client.(*net.UnixConn).CloseWrite()
+	if meanwhile != nil {
+		meanwhile()
+	}
+	client.SetDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatalf("reading the answer to %q: %v", req, err)
+	}
+	return string(got)
 }
 
 // TestDockerForwardHalfClose: a request, a half-close, and the whole reply comes back.
@@ -179,12 +201,8 @@ func TestDockerForwardHalfClose(t *testing.T) {
 	ctx, _ := startSessions(t, d, vm)
 	client, server := unixPair(t)
 	go d.forwardDocker(ctx)(server)
-	client.Write([]byte("GET /_ping"))
-	client.(*net.UnixConn).CloseWrite()
-	client.SetDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(client)
-	if err != nil || string(got) != "GET /_PING" {
-		t.Fatalf("got %q, %v", got, err)
+	if got := halfClosedRequest(t, client, "GET /_ping", nil); got != "GET /_PING" {
+		t.Fatalf("got %q", got)
 	}
 }
 
@@ -257,27 +275,12 @@ func TestDockerWaitsForRestartingEngine(t *testing.T) {
 	ctx, _ := startSessions(t, d, vm)
 	client, server := unixPair(t)
 	go d.forwardDocker(ctx)(server)
-	client.Write([]byte("GET /_ping"))
-	client.(*net.UnixConn).CloseWrite()
-	time.Sleep(700 * time.Millisecond) // the engine comes back
-	ln, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
+	comesBack := func() {
+		time.Sleep(700 * time.Millisecond)
+		fakeEngineAt(t, sock, false)
 	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		in, _ := io.ReadAll(c)
-		c.Write(bytes.ToUpper(in))
-	}()
-	client.SetDeadline(time.Now().Add(10 * time.Second))
-	got, err := io.ReadAll(client)
-	if err != nil || string(got) != "GET /_PING" {
-		t.Fatalf("got %q, %v", got, err)
+	if got := halfClosedRequest(t, client, "GET /_ping", comesBack); got != "GET /_PING" {
+		t.Fatalf("got %q", got)
 	}
 }
 
