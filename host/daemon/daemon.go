@@ -319,10 +319,14 @@ func (d *Daemon) launch(ctx context.Context, drv vm.Driver) (*vmExit, error) {
 	d.driver = drv
 	d.mu.Unlock()
 	// A full host disk pauses the VM (QEMU werror=enospc): show it, resume when there is room.
-	d.wg.Add(1)
+	d.wg.Add(2)
 	go func() {
 		defer d.wg.Done()
 		d.watchHostDisk(ctx, drv)
+	}()
+	go func() {
+		defer d.wg.Done()
+		d.trimMemory(ctx)
 	}()
 	d.inst.WriteState(store.State{State: api.StateStarting, PID: os.Getpid(), StartedAt: d.startedAt})
 	return exit, nil

@@ -64,9 +64,9 @@ func TestSoakStreams(t *testing.T) {
 	t.Logf("baseline %+v (agent fds %d), with %d clients %+v", base, baseFDs, len(cs), peak)
 	kill(cs)
 	within := func(v, b int) bool { return v <= b+b/10+2 }
-	waitFor(t, "hostd back to baseline", 30*time.Second, func() bool {
+	waitFor(t, "hostd's goroutines, fds and RSS back to within 10 % of their baseline", 30*time.Second, func() bool {
 		s := e.hostdStats(t)
-		return within(s.Goroutines, base.Goroutines) && within(s.FDs, base.FDs)
+		return within(s.Goroutines, base.Goroutines) && within(s.FDs, base.FDs) && s.RSSBytes <= base.RSSBytes+base.RSSBytes/10
 	})
 	waitFor(t, "the agent's engine connections closed", 30*time.Second, func() bool { return e.agentFDs(t) <= baseFDs+1 })
 	t.Logf("after: %+v", e.hostdStats(t))
