@@ -318,9 +318,9 @@ var ErrLineTooLong = fmt.Errorf("line longer than %d bytes skipped", MaxLine)
 // StreamWindow is the most a stream buffers on the receiving side before its sender waits:
 // what one slow client can pin in memory (200 stalled `logs -f` hold at most 200 MiB, where
 // 16 MiB windows let them hold 3.2 GiB; a client that left is torn down at once). Measured
-// under TCG (`make bench`): the docker socket stays at parity with the guest's own CLI, but
-// a forwarded port's bulk throughput fell from 0.98× to about 0.6–0.7× of the VM's loopback;
-// see docs/reliability.md.
+// under TCG, builds with 1 MiB and 16 MiB windows back to back (`BenchmarkPorts`,
+// `BenchmarkDockerSocket`): no difference beyond the runs' own spread (docs/reliability.md,
+// row 10); the emulated CPU, not the window, limits a stream here.
 const StreamWindow = 1 << 20
 
 // YamuxConfig is used by both ends. Streams carry docker attach sessions and `logs -f`
