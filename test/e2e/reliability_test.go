@@ -78,6 +78,8 @@ func (e *env) engineConns(t *testing.T) int {
 // take, each followed by the check that berth recovered on its own.
 func TestReliability(t *testing.T) {
 	e := newEnv(t)
+	// The local registry (registry.local) for the kill during a pull below.
+	writeConfig(t, e, "default", "registry:\n  enabled: true\n  hostPort: 0\n")
 	// A low descriptor limit (inherited by hostd) for the accept-flood check below.
 	cmd := exec.Command("prlimit", "--nofile=512:512", os.Getenv("BERTH_BIN"), "start")
 	cmd.Env = e.environ()
@@ -230,34 +232,70 @@ func TestReliability(t *testing.T) {
 
 	t.Run("SIGKILL the VM while running", func(t *testing.T) {
 		// Killed in the middle of a build (BuildKit, through berth's buildx plugin, as
-		// `docker build` runs for users): the build's client ends with an error instead
-		// of hanging, and the engine builds again after the next start.
+		// `docker build` runs for users) and of a pull (from the instance's own registry,
+		// registry.local: nothing else is reachable here): both clients end with an error
+		// instead of hanging, and after the next start the engine builds and pulls again.
 		newToolchain(t).installPlugins(t, e)
-		build := e.dockerCmd(t.Context(), "build", "-t", "killed-build", "-")
-		build.Stdin = strings.NewReader("FROM " + image + "\nRUN sleep 600\n")
-		buildOut := &strings.Builder{}
-		build.Stdout, build.Stderr = buildOut, buildOut
-		if err := build.Start(); err != nil {
-			t.Fatal(err)
+		const big = "registry.local:5000/big:1" // 48 MiB that do not compress
+		if out, err := e.docker_(strings.NewReader("FROM "+image+"\nRUN dd if=/dev/urandom of=/blob bs=1M count=48\n"), "build", "-t", big, "-"); err != nil {
+			t.Fatalf("building %s: %v\n%s", big, err, out)
 		}
-		buildDone := make(chan error, 1)
-		go func() { buildDone <- build.Wait() }()
+		e.mustDocker("push", big)
+		// Gone from the engine, its layers included (the build cache holds them too), so
+		// the pull below has to fetch them.
+		e.mustDocker("rmi", big)
+		e.mustDocker("builder", "prune", "-af")
+
+		clients := map[string]*exec.Cmd{}
+		outs := map[string]*lockedBuffer{}
+		ended := map[string]chan error{}
+		run := func(name string, stdin string, args ...string) {
+			c := e.dockerCmd(t.Context(), args...)
+			if stdin != "" {
+				c.Stdin = strings.NewReader(stdin)
+			}
+			outs[name] = &lockedBuffer{}
+			c.Stdout, c.Stderr = outs[name], outs[name]
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			clients[name], ended[name] = c, done
+			go func() { done <- c.Wait() }()
+		}
+		run("build", "FROM "+image+"\nRUN sleep 600\n", "build", "-t", "killed-build", "-")
 		waitFor(t, "the build's RUN step runs", 2*time.Minute, func() bool {
 			out, err := e.guest("pgrep -x sleep")
 			return err == nil && strings.TrimSpace(out) != ""
 		})
+		run("pull", "", "pull", big)
+		var pullEnded error
+		waitFor(t, "the pull fetches layers", time.Minute, func() bool {
+			select {
+			case err := <-ended["pull"]:
+				pullEnded = fmt.Errorf("exit: %v", err)
+				return true
+			default:
+			}
+			return strings.Contains(outs["pull"].String(), "Pulling fs layer")
+		})
+		if pullEnded != nil {
+			t.Fatalf("the pull ended before the kill (%v):\n%s", pullEnded, outs["pull"])
+		}
 		qemu := vmPID(t, e)
 		killed := time.Now()
 		syscall.Kill(qemu, syscall.SIGKILL)
-		select {
-		case err := <-buildDone:
-			if err == nil {
-				t.Errorf("the build succeeded although its VM was killed:\n%s", buildOut)
+		for _, name := range []string{"build", "pull"} {
+			select {
+			case err := <-ended[name]:
+				if err == nil {
+					t.Errorf("the %s succeeded although its VM was killed:\n%s", name, outs[name])
+				}
+				t.Logf("the %s's client ended %s after the kill: %v", name, time.Since(killed).Round(10*time.Millisecond), err)
+			case <-time.After(30 * time.Second):
+				clients[name].Process.Kill()
+				t.Errorf("the %s's client still waits 30 s after its VM was killed:\n%s", name, outs[name])
 			}
-			t.Logf("the build's client ended %s after the kill: %v", time.Since(killed).Round(10*time.Millisecond), err)
-		case <-time.After(30 * time.Second):
-			build.Process.Kill()
-			t.Errorf("the build's client still waits 30 s after its VM was killed:\n%s", buildOut)
 		}
 		waitFor(t, "state Error", 10*time.Second, func() bool {
 			st := e.status("default")
@@ -277,6 +315,41 @@ func TestReliability(t *testing.T) {
 		if err != nil {
 			t.Errorf("docker build after the VM was killed mid-build: %v\n%s", err, out)
 		}
+		waitFor(t, "the pull works after the kill", 2*time.Minute, func() bool {
+			_, err := e.docker_(nil, "pull", big)
+			return err == nil
+		})
+		if out, err := e.docker_(nil, "run", "--rm", big, "sh", "-c", "wc -c </blob"); err != nil || strings.TrimSpace(out) != "50331648" {
+			t.Errorf("the image pulled after the kill: %v %q", err, out)
+		}
+	})
+
+	t.Run("SIGKILL the VM during stop", func(t *testing.T) {
+		stop := exec.Command(os.Getenv("BERTH_BIN"), "stop")
+		stop.Env = e.environ()
+		out := &lockedBuffer{}
+		stop.Stdout, stop.Stderr = out, out
+		if err := stop.Start(); err != nil {
+			t.Fatal(err)
+		}
+		stopped := make(chan error, 1)
+		go func() { stopped <- stop.Wait() }()
+		waitFor(t, "state Stopping", time.Minute, func() bool { return e.status("default").State == api.StateStopping })
+		qemu := vmPIDOrZero(e)
+		if qemu == 0 {
+			t.Fatal("the VM was gone before the kill")
+		}
+		killed := time.Now()
+		syscall.Kill(qemu, syscall.SIGKILL)
+		select {
+		case err := <-stopped:
+			t.Logf("berth stop ended %s after the kill: %v\n%s", time.Since(killed).Round(10*time.Millisecond), err, out)
+		case <-time.After(30 * time.Second):
+			stop.Process.Kill()
+			t.Fatalf("berth stop still waits 30 s after its VM was killed:\n%s", out)
+		}
+		e.assertNothingRunning(t, "default")
+		e.mustBerth("start")
 	})
 
 	t.Run("SIGKILL the VM during start", func(t *testing.T) {
