@@ -70,7 +70,7 @@ func (d *Daemon) forwardDocker(ctx context.Context) func(net.Conn) {
 				d.log.Debug("docker client hung up before its stream opened")
 			} else {
 				d.log.Warn("docker connection refused", "err", err)
-				d.refuseDocker(c, err, octx.Err() != nil)
+				d.refuseDocker(c, err)
 			}
 			c.Close()
 			return
@@ -117,21 +117,17 @@ func (d *Daemon) engineMayAnswer() bool {
 
 // refuseDocker answers a client whose engine stream could not be opened with an HTTP
 // error that the docker CLI shows as it is ("Error response from daemon: berth: …"),
-// where a bare close would read as "EOF". The client's request is left unread; a client
-// that does not read gets nothing after a short wait.
-func (d *Daemon) refuseDocker(c net.Conn, err error, timedOut bool) {
+// where a bare close would read as "EOF". The client's request is read and dropped after
+// the answer (closing with it unread would reset the connection under the answer); a
+// client that neither reads nor closes is given up after a second.
+func (d *Daemon) refuseDocker(c net.Conn, err error) {
 	msg := fmt.Sprintf("berth: the Docker engine of instance %q cannot be reached: %v. `berth status %s` shows its state",
 		d.inst.Name, err, d.inst.Name)
-	if timedOut {
-		msg = fmt.Sprintf("berth: the Docker engine of instance %q did not answer within %s (%v). `berth status %s` shows its state",
-			d.inst.Name, dockerOpenWait, err, d.inst.Name)
-	}
 	body, _ := json.Marshal(map[string]string{"message": msg})
 	c.SetDeadline(time.Now().Add(time.Second))
 	_, werr := fmt.Fprintf(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s\n",
 		len(body)+1, body)
 	if hc, ok := c.(proto.HalfCloser); ok && werr == nil {
-		// Closing with the request unread would reset the connection under the answer.
 		hc.CloseWrite()
 		io.Copy(io.Discard, io.LimitReader(c, 1<<20))
 	}
