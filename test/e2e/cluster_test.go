@@ -60,6 +60,9 @@ func TestCluster(t *testing.T) {
 		if t.Failed() {
 			b, _ := os.ReadFile(filepath.Join(e.home, "_clusters", "demo", "netd.log"))
 			t.Logf("==== netd.log ====\n%s", b)
+			for i := 1; i <= nodes; i++ { // before the delete removes them
+				e.dumpLogs(node(i))
+			}
 			e.berth("cluster", "delete", "demo", "--force")
 		}
 	})

@@ -128,17 +128,22 @@ func (e *env) teardown() {
 			continue
 		}
 		if e.t.Failed() {
-			for _, f := range []string{"hostd.log", "console.log"} {
-				b, _ := os.ReadFile(filepath.Join(e.home, d.Name(), f))
-				if len(b) > 16<<10 {
-					b = b[len(b)-16<<10:]
-				}
-				e.t.Logf("==== %s/%s ====\n%s", d.Name(), f, b)
-			}
+			e.dumpLogs(d.Name())
 		}
 		if _, err := os.Stat(filepath.Join(e.home, d.Name(), "hostd.pid")); err == nil {
 			e.berth("stop", "--force", d.Name())
 		}
+	}
+}
+
+// dumpLogs logs the ends of instance name's hostd.log and console.log.
+func (e *env) dumpLogs(name string) {
+	for _, f := range []string{"hostd.log", "console.log"} {
+		b, _ := os.ReadFile(filepath.Join(e.home, name, f))
+		if len(b) > 16<<10 {
+			b = b[len(b)-16<<10:]
+		}
+		e.t.Logf("==== %s/%s ====\n%s", name, f, b)
 	}
 }
 
