@@ -12,8 +12,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/mdlayher/vsock"
+
+	"github.com/berth-dev/berth/guestagent/proto"
 )
 
 // RunServe is the agent's main loop after boot: it starts the engine and serves the host
@@ -28,7 +29,16 @@ func RunServe(log *slog.Logger) error {
 	if cl, err := ReadCmdline(); err == nil && cl[proto.FlagListeners] != "" {
 		policy = cl[proto.FlagListeners]
 	}
-	ports := &PortWatcher{DockerSocket: eng.Socket, Listeners: policy, Log: log.With("component", "ports")}
+	nap := &EngineNap{
+		Signal: eng.signalDaemons,
+		Swarm: func(ctx context.Context) (bool, error) {
+			c := eng.client()
+			defer c.Close()
+			return c.InSwarm(ctx)
+		},
+		Log: log.With("component", "nap"),
+	}
+	ports := &PortWatcher{DockerSocket: eng.Socket, Listeners: policy, Log: log.With("component", "ports"), Hold: nap.Hold, Napping: nap.Napping}
 	powerOff := PowerOff
 	if OnWSL() {
 		// All WSL distributions share one VM: a shutdown ends this agent (and with it the
@@ -42,6 +52,7 @@ func RunServe(log *slog.Logger) error {
 		Logs:     map[string]string{"agent": AgentLogPath, "engine": eng.LogPath},
 		PowerOff: powerOff,
 		Setup:    setup,
+		Nap:      nap,
 	}, boot, log)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -49,6 +60,11 @@ func RunServe(log *slog.Logger) error {
 	// The engine starts once the host's configuration (proxy, CAs, daemon.json) is in place.
 	go setup.Run(ctx, proto.EngineConfigWait)
 	go ports.Run(ctx)
+	engineEvents, unsubscribe := eng.Subscribe()
+	defer unsubscribe()
+	running, unfollow := ports.running.subscribe()
+	defer unfollow()
+	go nap.Run(ctx, engineEvents, running)
 	sigc := make(chan os.Signal, 1)
 	signal.Notify(sigc, syscall.SIGTERM, syscall.SIGINT)
 	go func() {

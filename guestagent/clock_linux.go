@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/berth-dev/berth/guestagent/proto"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/guestagent/proto"
 )
 
 // adjtimex modes (linux/timex.h); golang.org/x/sys does not name them.

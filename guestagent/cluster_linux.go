@@ -9,9 +9,10 @@ import (
 	"net"
 	"time"
 
-	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/guestagent/proto"
 )
 
 // configureCluster sets up the cluster NIC when the kernel command line carries

@@ -4,8 +4,9 @@ import (
 	"context"
 	"time"
 
-	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/hashicorp/yamux"
+
+	"github.com/berth-dev/berth/guestagent/proto"
 )
 
 // diskInterval is how often the data disk's usage is read while a host follows it: one

@@ -388,6 +388,25 @@ func (e *Engine) Stop(ctx context.Context) {
 	e.setState(proto.EngineStopped, "")
 }
 
+// signalDaemons sends sig to the running dockerd and containerd (EngineNap): on
+// SIGCONT containerd first, so dockerd wakes to an answering containerd.
+func (e *Engine) signalDaemons(sig syscall.Signal) {
+	e.mu.Lock()
+	procs := e.procs
+	e.mu.Unlock()
+	order := []string{"dockerd", "containerd"}
+	if sig == sigCont {
+		order = []string{"containerd", "dockerd"}
+	}
+	for _, name := range order {
+		for _, p := range procs {
+			if p.name == name {
+				p.signal(sig)
+			}
+		}
+	}
+}
+
 // instance is one running instance of a daemon: a child of this process, or one of an
 // earlier serve process adopted through a pidfd.
 type instance interface {
@@ -541,7 +560,22 @@ func (s *supervised) removePidfile(pid int) {
 	}
 }
 
-// stop ends the daemon: SIGTERM, SIGKILL when ctx ends, and returns once run has
+// signal sends sig to the current instance, if one runs.
+func (s *supervised) signal(sig syscall.Signal) {
+	s.mu.Lock()
+	inst, done := s.cur, s.done
+	s.mu.Unlock()
+	if inst == nil {
+		return
+	}
+	select {
+	case <-done:
+	default:
+		_ = inst.signal(sig)
+	}
+}
+
+// stop ends the daemon: SIGCONT (it may be napping: EngineNap) and SIGTERM, SIGKILL when ctx ends, and returns once run has
 // returned (each wait beyond ctx bounded by stopGrace).
 func (s *supervised) stop(ctx context.Context) {
 	s.mu.Lock()
@@ -552,6 +586,7 @@ func (s *supervised) stop(ctx context.Context) {
 	inst, done := s.cur, s.done
 	s.mu.Unlock()
 	if inst != nil {
+		_ = inst.signal(sigCont)
 		_ = inst.signal(syscall.SIGTERM)
 		select {
 		case <-done:

@@ -96,6 +96,8 @@ func adopt(r *reaper, pid int, match func(string) bool, answers func(context.Con
 		p.close()
 		return nil, errors.New("it exited")
 	}
+	// An earlier serve process may have left it napping (EngineNap).
+	_ = p.signal(syscall.SIGCONT)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	for {

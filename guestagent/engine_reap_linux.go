@@ -49,6 +49,7 @@ func (r *reaper) stop(name string, pids []int, match func(exe string) bool) {
 	}
 	r.log.Warn("stopping leftover daemons of an earlier serve process", "daemon", name, "pids", pids)
 	for _, pid := range pids {
+		_ = r.kill(pid, syscall.SIGCONT) // it may have been left napping (EngineNap)
 		_ = r.kill(pid, syscall.SIGTERM)
 	}
 	alive := r.wait(pids, match, r.timeout)

@@ -390,12 +390,16 @@ func waitNewPid(t *testing.T, path, dir string, old int) int {
 func TestRestartedServeAdoptsDaemons(t *testing.T) {
 	dir := fakeBins(t)
 	serve, dd, cd := startFakeServe(t, dir)
+	// The serve process dies while its engine naps (EngineNap): the new one continues it.
+	syscall.Kill(dd, syscall.SIGSTOP)
+	syscall.Kill(cd, syscall.SIGSTOP)
 	serve.Process.Kill()
 	serve.Wait()
 	time.Sleep(300 * time.Millisecond)
 	if !running(dd, dir) || !running(cd, dir) {
 		t.Fatalf("daemons died with their serve process (dockerd %v, containerd %v)", running(dd, dir), running(cd, dir))
 	}
+	waitProcState(t, dd, "T")
 
 	e := testEngine(t, dir, nil, nil)
 	start := time.Now()
@@ -416,6 +420,9 @@ func TestRestartedServeAdoptsDaemons(t *testing.T) {
 	}
 	if got := readPid(t, filepath.Join(dir, "d.pid")); got != dd {
 		t.Errorf("dockerd's pid file names %d, want the adopted %d", got, dd)
+	}
+	if procState(t, dd) == "T" || procState(t, cd) == "T" {
+		t.Errorf("an adopted daemon is still stopped (dockerd %s, containerd %s)", procState(t, dd), procState(t, cd))
 	}
 
 	// The adopted dockerd dies: the engine notices and starts one of its own.
@@ -908,5 +915,62 @@ func TestDaemonRestartedAtOnceAfterGoodRun(t *testing.T) {
 	time.Sleep(time.Second)
 	if n := countProcs(dir, "dockerd"); n != 0 {
 		t.Errorf("%d dockerd running 1 s after a crash that followed a short run; want the backoff", n)
+	}
+}
+
+// procState is the state letter of pid in /proc/PID/stat ("T" when stopped).
+func procState(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return f[0]
+}
+
+// waitProcState waits up to 5 s for pid to be in state want (signals arrive asynchronously).
+func waitProcState(t *testing.T, pid int, want string) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		got := procState(t, pid)
+		if (got == "T") == (want == "T") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d in state %s, want %s", pid, got, want)
+		}
+	}
+}
+
+// TestEngineStopEndsNappingDaemons: signalDaemons stops and continues both real daemon
+// processes, and Stop ends napping ones with SIGTERM well before its deadline (a stopped
+// process acts on SIGTERM only once continued).
+func TestEngineStopEndsNappingDaemons(t *testing.T) {
+	dir := fakeBins(t)
+	e := testEngine(t, dir, nil, nil)
+	if err := e.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, e, proto.EngineRunning, 10*time.Second)
+	dd, cd := readPid(t, filepath.Join(dir, "d.pid")), readPid(t, filepath.Join(dir, "cd.pid"))
+	e.signalDaemons(syscall.SIGSTOP)
+	waitProcState(t, dd, "T")
+	waitProcState(t, cd, "T")
+	e.signalDaemons(syscall.SIGCONT)
+	waitProcState(t, dd, "S")
+	waitProcState(t, cd, "S")
+	e.signalDaemons(syscall.SIGSTOP)
+	waitProcState(t, dd, "T")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	t0 := time.Now()
+	e.Stop(ctx)
+	if d := time.Since(t0); d > 10*time.Second {
+		t.Errorf("Stop of napping daemons took %s: they were not continued", d)
+	}
+	if n := countProcs(dir, "dockerd") + countProcs(dir, "containerd"); n != 0 {
+		t.Errorf("%d daemons left after Stop", n)
 	}
 }

@@ -11,9 +11,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/creack/pty"
 	"github.com/hashicorp/yamux"
+
+	"github.com/berth-dev/berth/guestagent/proto"
 )
 
 // exec runs a command for the host. Frames in: stdin, resize, stdin-close. Frames out:
@@ -22,6 +23,8 @@ func (s *Server) exec(ctx context.Context, st *yamux.Stream, req *proto.ExecRequ
 	if req == nil || len(req.Argv) == 0 {
 		return reply(st, errors.New("exec: empty command"))
 	}
+	// The command may use the engine (`docker` in a `berth shell`).
+	defer s.opts.Nap.Hold("a berth shell command")()
 	cmd := exec.Command(req.Argv[0], req.Argv[1:]...)
 	cmd.Dir = req.Dir
 	if cmd.Dir == "" {

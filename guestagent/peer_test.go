@@ -7,10 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/berth-dev/berth/guestagent/proto"
-	"github.com/berth-dev/berth/guestagent/proto/prototest"
 	"github.com/hashicorp/yamux"
 	"github.com/mdlayher/vsock"
+
+	"github.com/berth-dev/berth/guestagent/proto"
+	"github.com/berth-dev/berth/guestagent/proto/prototest"
 )
 
 // addrConn is one end of a pipe that reports a chosen peer address.

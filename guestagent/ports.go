@@ -35,8 +35,13 @@ const (
 // /proc/net as the fallback).
 type PortWatcher struct {
 	DockerSocket string
-	Listeners    string
-	Log          *slog.Logger
+	// Hold keeps the engine awake for a call to it (EngineNap.Hold); nil holds nothing.
+	Hold func(why string) (release func())
+	// Napping reports whether the engine naps (EngineNap.Napping): then no container can
+	// start, and scans slow to scanNap. Nil is never.
+	Napping   func() bool
+	Listeners string
+	Log       *slog.Logger
 	// ProcNet, when set, is read instead of the kernel's sockets (sock_diag, else
 	// /proc/net): tests point it at fixtures.
 	ProcNet string
@@ -99,24 +104,29 @@ func (w *PortWatcher) Run(ctx context.Context) {
 			}
 		}
 		t.Stop()
-		t.Reset(scanPace(time.Now(), fastUntil))
+		t.Reset(w.scanPace(time.Now(), fastUntil))
 	}
 }
 
 // Listener scan pacing: every scanFast while something may be starting to listen — for
 // scanBurst after the watcher starts, after a scan that found a change, after any engine
-// event (a container started, an exec) and after Kick (a `berth shell` command) — and every
-// scanSlow otherwise, so an idle guest is not woken every second for it. Variables for
-// tests.
+// event (a container started, an exec) and after Kick (a `berth shell` command) — every
+// scanSlow otherwise, so an idle guest is not woken every second for it, and every scanNap
+// while the engine naps (only a process already running, not a new container, could start
+// listening then; any client wakes the engine and kicks the scan). Variables for tests.
 var (
 	scanFast  = time.Second
 	scanSlow  = 10 * time.Second
+	scanNap   = time.Minute
 	scanBurst = time.Minute
 )
 
 // scanPace is the wait before the next listener scan.
-func scanPace(now, fastUntil time.Time) time.Duration {
-	if now.Before(fastUntil) {
+func (w *PortWatcher) scanPace(now, fastUntil time.Time) time.Duration {
+	switch {
+	case w.Napping != nil && w.Napping():
+		return scanNap
+	case now.Before(fastUntil):
 		return scanFast
 	}
 	return scanSlow
@@ -158,8 +168,16 @@ func (w *PortWatcher) followEngine(ctx context.Context) {
 	}
 }
 
+func (w *PortWatcher) hold(why string) func() {
+	if w.Hold == nil {
+		return func() {}
+	}
+	return w.Hold(why)
+}
+
 // Recount asks the engine now how many containers run, and records it (TypeActivityCheck).
 func (w *PortWatcher) Recount(ctx context.Context) (int, error) {
+	defer w.hold("the host's activity check")()
 	c := dockerapi.New(w.DockerSocket)
 	defer c.Close()
 	list, err := c.Containers(ctx, false)
@@ -171,6 +189,7 @@ func (w *PortWatcher) Recount(ctx context.Context) (int, error) {
 }
 
 func (w *PortWatcher) relist(ctx context.Context, c *dockerapi.Client) {
+	defer w.hold("a container event")()
 	list, err := c.Containers(ctx, false)
 	if err != nil {
 		w.Log.Warn("failed to list containers", "err", err)

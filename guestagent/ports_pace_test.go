@@ -64,3 +64,27 @@ func TestListenerScanPacing(t *testing.T) {
 		t.Fatal("a kicked scan did not find the new listener within 1 s")
 	}
 }
+
+// TestListenerScanPaceWhileNapping: while the engine naps, scans come every scanNap, even
+// within a burst; awake, the burst and slow paces apply.
+func TestListenerScanPaceWhileNapping(t *testing.T) {
+	napping := false
+	w := &PortWatcher{Napping: func() bool { return napping }}
+	now := time.Now()
+	burst, quiet := now.Add(time.Minute), now.Add(-time.Second)
+	if got := w.scanPace(now, burst); got != scanFast {
+		t.Errorf("awake, in a burst: %s, want %s", got, scanFast)
+	}
+	if got := w.scanPace(now, quiet); got != scanSlow {
+		t.Errorf("awake, quiet: %s, want %s", got, scanSlow)
+	}
+	napping = true
+	for _, until := range []time.Time{burst, quiet} {
+		if got := w.scanPace(now, until); got != scanNap {
+			t.Errorf("napping: %s, want %s", got, scanNap)
+		}
+	}
+	if got := (&PortWatcher{}).scanPace(now, quiet); got != scanSlow {
+		t.Errorf("no nap: %s, want %s", got, scanSlow)
+	}
+}

@@ -1,6 +1,7 @@
 package guestagent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,11 +15,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/hashicorp/yamux"
 	"github.com/mdlayher/vsock"
+
+	"github.com/berth-dev/berth/guestagent/proto"
 )
 
 // Version of the agent, set at build time.
@@ -38,6 +41,9 @@ type ServeOptions struct {
 	Ports *PortWatcher
 	// Setup installs the host's engine configuration (engine_config.go); nil ignores it.
 	Setup *EngineSetup
+	// Nap stops the engine's daemons while nothing needs them; every stream that reaches
+	// the engine holds it awake. Nil never naps.
+	Nap *EngineNap
 	// Clock is what TypeClockRead reads and TypeClockAdjust corrects; nil is the system
 	// clock for the VM's agent (boot set) and the host's clock, read only, otherwise.
 	Clock GuestClock
@@ -287,7 +293,13 @@ func (s *Server) Shutdown() {
 
 // docker pipes the stream to the engine socket. Each direction ends with a half-close so
 // `docker run -i` sees stdin EOF while its output keeps flowing.
+//
+// The connection keeps a napping engine awake (EngineNap) for as long as it is open, but for
+// an event watch (`docker events`, the tray's): that one only until the engine starts to
+// answer, as it then waits for events that only another client can cause.
 func (s *Server) docker(ctx context.Context, st *yamux.Stream) error {
+	release := s.opts.Nap.Hold("a docker client")
+	defer release()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", s.opts.DockerSocket)
 	if err != nil {
@@ -297,7 +309,63 @@ func (s *Server) docker(ctx context.Context, st *yamux.Stream) error {
 		c.Close()
 		return err
 	}
-	return proto.Pipe(ctx, proto.HalfStream{Stream: st}, c.(*net.UnixConn))
+	var watch atomic.Bool
+	client := &firstRead{HalfCloser: proto.HalfStream{Stream: st}, fn: func(b []byte) { watch.Store(isEventWatch(b)) }}
+	engine := &firstRead{HalfCloser: c.(*net.UnixConn), fn: func([]byte) {
+		if watch.Load() {
+			release()
+		}
+	}}
+	return proto.Pipe(ctx, client, engine)
+}
+
+// firstRead calls fn with the first bytes read from the stream.
+type firstRead struct {
+	proto.HalfCloser
+	fn   func([]byte)
+	once sync.Once
+}
+
+func (f *firstRead) Read(p []byte) (int, error) {
+	n, err := f.HalfCloser.Read(p)
+	if n > 0 {
+		f.once.Do(func() { f.fn(p[:n]) })
+	}
+	return n, err
+}
+
+// Abort passes a Pipe's teardown on (proto.HalfStream's Abort).
+func (f *firstRead) Abort() {
+	if a, ok := f.HalfCloser.(interface{ Abort() }); ok {
+		a.Abort()
+		return
+	}
+	f.HalfCloser.Close()
+}
+
+// NetConn is the socket underneath, watched for hang-ups by proto.Pipe.
+func (f *firstRead) NetConn() net.Conn {
+	c, _ := f.HalfCloser.(net.Conn)
+	return c
+}
+
+// isEventWatch reports whether an HTTP request starting with b is GET /events (with or
+// without an API version prefix such as /v1.45).
+func isEventWatch(b []byte) bool {
+	rest, ok := bytes.CutPrefix(b, []byte("GET /"))
+	if !ok {
+		return false
+	}
+	if end := bytes.IndexAny(rest, " ?"); end >= 0 {
+		rest = rest[:end]
+	} else {
+		return false // the request line is not all there: not worth guessing
+	}
+	if v, after, ok := bytes.Cut(rest, []byte("/")); ok && len(v) > 1 && v[0] == 'v' &&
+		strings.Trim(string(v[1:]), "0123456789.") == "" {
+		rest = after
+	}
+	return string(rest) == "events"
 }
 
 func (s *Server) events(ctx context.Context, st *yamux.Stream) error {

@@ -8,9 +8,10 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/hashicorp/yamux"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/guestagent/proto"
 )
 
 // ninePOptions: msize 512 KiB (the default 8 KiB makes every large read a thousand round

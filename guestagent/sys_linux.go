@@ -7,8 +7,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berth-dev/berth/guestagent/proto"
 	"golang.org/x/sys/unix"
+
+	"github.com/berth-dev/berth/guestagent/proto"
 )
 
 func kernelRelease() string {
@@ -43,9 +44,18 @@ func (s *Server) setTime(unixNano int64) error {
 	return unix.Settimeofday(&tv)
 }
 
-// daemonProcAttr puts a supervised daemon in its own process group, so a signal meant for
-// the agent's group is not delivered to it too. The daemons outlive the serve process on
-// purpose (no PDEATHSIG): the next serve process adopts them (Engine.Start).
+// The signals that stop and continue a napping engine (EngineNap).
+const (
+	sigStop = syscall.SIGSTOP
+	sigCont = syscall.SIGCONT
+)
+
+// daemonProcAttr puts a supervised daemon in a session (and process group) of its own, so
+// a signal meant for the agent's group is not delivered to it too, and a serve process that
+// dies while the engine naps (EngineNap) leaves no orphaned process group with stopped
+// members in its session, which the kernel would send SIGHUP (containerd dies of it). The
+// daemons outlive the serve process on purpose (no PDEATHSIG): the next serve process
+// adopts them (Engine.Start) and continues them.
 func daemonProcAttr() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Setpgid: true}
+	return &syscall.SysProcAttr{Setsid: true}
 }

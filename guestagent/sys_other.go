@@ -10,8 +10,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/berth-dev/berth/guestagent/proto"
 	"github.com/hashicorp/yamux"
+
+	"github.com/berth-dev/berth/guestagent/proto"
 )
 
 // The agent runs only in a Linux guest; these keep the package compiling elsewhere so the
@@ -40,6 +41,12 @@ func Init(log *slog.Logger) {
 func RunServe(log *slog.Logger) error { return errNotLinux }
 
 func daemonProcAttr() *syscall.SysProcAttr { return nil }
+
+// The engine runs only in a Linux guest: Linux's SIGSTOP and SIGCONT, never sent here.
+const (
+	sigStop = syscall.Signal(19)
+	sigCont = syscall.Signal(18)
+)
 
 // adoptOrReap finds leftover daemons in /proc; see engine_adopt_linux.go.
 func (e *Engine) adoptOrReap() (dockerd, containerd, registry instance) { return nil, nil, nil }

@@ -113,6 +113,21 @@ func (c *Client) Containers(ctx context.Context, all bool) ([]Container, error) 
 	return list, nil
 }
 
+// InSwarm reports whether the engine is a swarm node: GET /info's Swarm.LocalNodeState
+// is anything but "inactive" ("pending", "active", "error", "locked").
+func (c *Client) InSwarm(ctx context.Context) (bool, error) {
+	var info struct {
+		Swarm struct {
+			LocalNodeState string `json:"LocalNodeState"`
+		} `json:"Swarm"`
+	}
+	if err := c.getJSON(ctx, "/info", &info); err != nil {
+		return false, err
+	}
+	st := info.Swarm.LocalNodeState
+	return st != "" && st != "inactive", nil
+}
+
 // Event is the part of a GET /events message berth reads.
 type Event struct {
 	Type   string `json:"Type"`
