@@ -68,7 +68,9 @@ func BenchmarkIdle(b *testing.B) {
 	st := e.status(name)
 	b.Logf("docker version: awake %s, on a paused VM %s; hostd's last resume took %s", awake, resumed, st.Idle.LastResume)
 
-	time.Sleep(15 * time.Second) // let the start's and the resumes' work settle
+	// Let the start's and the resumes' work settle, and the engine nap: its daemons stop
+	// 30 s after the last client (guestagent.EngineNap), as they do on any idle instance.
+	time.Sleep(45 * time.Second)
 	idle := cpuShares(b, idleWindow, pid, hostd)
 	vmAwake, hostdIdle := idle[0], idle[1]
 	e.mustBerth("pause", name)
