@@ -43,6 +43,7 @@ type EngineNap struct {
 	// engine is not asked again until a hold has ended.
 	inSwarm bool
 	changed chan struct{} // a hold ended
+	tries   int           // tryNap calls (tests)
 }
 
 // Hold continues a napping engine and keeps it from napping until the returned release
@@ -154,20 +155,21 @@ func (n *EngineNap) Run(ctx context.Context, engine <-chan proto.Event, running 
 		case <-t.C:
 			n.tryNap(ctx)
 		}
+		// Armed only while the delay alone stands between the engine and a nap: everything
+		// else that changes arrives on a channel above.
+		t.Stop()
 		n.mu.Lock()
-		wait := n.after()
-		if !n.napping && n.holds == 0 {
-			wait = max(time.Until(n.since.Add(n.after())), 10*time.Millisecond)
+		if !n.napping && n.engineUp && n.holds == 0 && n.running == 0 && !n.inSwarm {
+			t.Reset(max(time.Until(n.since.Add(n.after())), 10*time.Millisecond))
 		}
 		n.mu.Unlock()
-		t.Stop()
-		t.Reset(wait)
 	}
 }
 
 // tryNap stops the daemons if the engine is idle and in no swarm.
 func (n *EngineNap) tryNap(ctx context.Context) {
 	n.mu.Lock()
+	n.tries++
 	ok := n.idle(time.Now()) && !n.inSwarm
 	n.mu.Unlock()
 	if !ok {

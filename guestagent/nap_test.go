@@ -165,6 +165,35 @@ func TestEngineStaysAwake(t *testing.T) {
 	})
 }
 
+// TestEngineNapDoesNotSpin: while something keeps the engine awake the nap's loop waits
+// for a change instead of looking again and again.
+func TestEngineNapDoesNotSpin(t *testing.T) {
+	for _, c := range []struct {
+		what  string
+		setup func(r *napRig)
+	}{
+		{"containers running", func(r *napRig) {
+			r.engine <- proto.Event{Engine: proto.EngineRunning}
+			r.running <- proto.Activity{Containers: 2}
+		}},
+		{"engine starting", func(r *napRig) { r.engine <- proto.Event{Engine: proto.EngineStarting} }},
+		{"held", func(r *napRig) { r.nap.Hold("test"); r.idleEngine() }},
+		{"swarm node", func(r *napRig) { r.swarm = true; r.idleEngine() }},
+	} {
+		t.Run(c.what, func(t *testing.T) {
+			r := newNapRig(t)
+			c.setup(r)
+			time.Sleep(20 * napTestDelay)
+			r.nap.mu.Lock()
+			tries := r.nap.tries
+			r.nap.mu.Unlock()
+			if tries > 2 {
+				t.Errorf("%d looks in %s, want at most 2", tries, 20*napTestDelay)
+			}
+		})
+	}
+}
+
 func TestEngineWokenWhenItChangesOrTheAgentEnds(t *testing.T) {
 	r := newNapRig(t)
 	r.idleEngine()
