@@ -4,11 +4,11 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +34,24 @@ func TestIsEventWatch(t *testing.T) {
 	} {
 		if got := isEventWatch([]byte(req)); got != want {
 			t.Errorf("isEventWatch(%q) = %v, want %v", req, got, want)
+		}
+	}
+}
+
+func TestIsRequestLine(t *testing.T) {
+	for req, want := range map[string]bool{
+		"GET /_ping HTTP/1.1\r\n":        true,
+		"HEAD /_ping HTTP/1.1\r\n":       true,
+		"POST /v1.45/build HTTP/1.1\r\n": true,
+		"OPTIONS / HTTP/1.1\r\n":         true,
+		"{\"Image\":\"busybox\"}":        false,
+		"hello /world":                   false,
+		"Get /x":                         false,
+		"GE":                             false,
+		"":                               false,
+	} {
+		if got := isRequestLine([]byte(req)); got != want {
+			t.Errorf("isRequestLine(%q) = %v, want %v", req, got, want)
 		}
 	}
 }
@@ -73,8 +91,9 @@ func TestDockerStreamHoldsTheEngine(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sess.Close()
-	// request opens a docker stream, sends one request and reads the answer's status line.
-	request := func(line string) *yamux.Stream {
+	// open opens a docker stream; send sends one request on it and reads the answer's
+	// status line and headers (the ping's body too).
+	open := func() (*yamux.Stream, *bufio.Reader) {
 		t.Helper()
 		st, err := sess.OpenStream()
 		if err != nil {
@@ -89,24 +108,40 @@ func TestDockerStreamHoldsTheEngine(t *testing.T) {
 		if err := proto.ReadJSONLine(br, &resp); err != nil || resp.Error != "" {
 			t.Fatalf("docker stream: %v %s", err, resp.Error)
 		}
-		fmt.Fprintf(st, "%s HTTP/1.1\r\nHost: docker\r\n\r\n", line)
-		status, err := br.ReadString('\n')
-		if err != nil || !strings.Contains(status, "200") {
-			t.Fatalf("%s: %q, %v", line, status, err)
+		return st, br
+	}
+	send := func(st *yamux.Stream, br *bufio.Reader, path string) {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, "http://docker"+path, nil)
+		if err := req.Write(st); err != nil {
+			t.Fatal(err)
 		}
-		return st
+		resp, err := http.ReadResponse(br, req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %v %v", path, resp, err)
+		}
+		if path == "/_ping" {
+			io.ReadAll(resp.Body)
+		}
 	}
 
 	r.idleEngine()
 	r.expect(sigStop)
-	st := request("GET /_ping")
-	r.expect(sigCont)
+	st, br := open()
+	r.expect(sigCont) // before the engine was dialed
+	send(st, br, "/_ping")
 	r.none("a docker connection is open")
 	st.Close()
 	r.expect(sigStop)
 
-	st = request("GET /v1.45/events")
+	// A keep-alive connection: a ping, then an event watch on it (as the docker CLI and
+	// the tray's client do). The watch lets the engine nap; another request on the same
+	// connection would wake it first.
+	st, br = open()
 	r.expect(sigCont)
+	send(st, br, "/_ping")
+	r.none("after a ping on an open connection")
+	send(st, br, "/v1.45/events")
 	r.expect(sigStop) // the watch stays open; the engine naps
 	st.Close()
 }

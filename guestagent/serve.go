@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/yamux"
@@ -292,14 +291,12 @@ func (s *Server) Shutdown() {
 }
 
 // docker pipes the stream to the engine socket. Each direction ends with a half-close so
-// `docker run -i` sees stdin EOF while its output keeps flowing.
-//
-// The connection keeps a napping engine awake (EngineNap) for as long as it is open, but for
-// an event watch (`docker events`, the tray's): that one only until the engine starts to
-// answer, as it then waits for events that only another client can cause.
+// `docker run -i` sees stdin EOF while its output keeps flowing. The connection keeps a
+// napping engine awake (dockerHold).
 func (s *Server) docker(ctx context.Context, st *yamux.Stream) error {
-	release := s.opts.Nap.Hold("a docker client")
-	defer release()
+	h := &dockerHold{nap: s.opts.Nap}
+	h.hold() // before the dial: the engine answers it at once
+	defer h.end()
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "unix", s.opts.DockerSocket)
 	if err != nil {
@@ -309,44 +306,108 @@ func (s *Server) docker(ctx context.Context, st *yamux.Stream) error {
 		c.Close()
 		return err
 	}
-	var watch atomic.Bool
-	client := &firstRead{HalfCloser: proto.HalfStream{Stream: st}, fn: func(b []byte) { watch.Store(isEventWatch(b)) }}
-	engine := &firstRead{HalfCloser: c.(*net.UnixConn), fn: func([]byte) {
-		if watch.Load() {
-			release()
-		}
-	}}
+	client := &readHook{HalfCloser: proto.HalfStream{Stream: st}, fn: h.request}
+	engine := &readHook{HalfCloser: c.(*net.UnixConn), fn: func([]byte) { h.answered() }}
 	return proto.Pipe(ctx, client, engine)
 }
 
-// firstRead calls fn with the first bytes read from the stream.
-type firstRead struct {
-	proto.HalfCloser
-	fn   func([]byte)
-	once sync.Once
+// dockerHold keeps the engine awake (EngineNap) for one docker connection: from each
+// request on, until the connection closes — but for an event watch (`docker events`, the
+// tray's) only until the engine starts to answer it, as it then only waits for events that
+// another client must cause. A request that follows on the same connection holds again
+// before its bytes reach the engine. Requests are told by the request line at the start of
+// what the client sends (docker clients do not pipeline).
+type dockerHold struct {
+	nap     *EngineNap
+	mu      sync.Mutex
+	release func() // nil while not held
+	watch   bool   // the request in progress is an event watch
 }
 
-func (f *firstRead) Read(p []byte) (int, error) {
-	n, err := f.HalfCloser.Read(p)
+func (h *dockerHold) hold() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.release == nil {
+		h.release = h.nap.Hold("a docker client")
+	}
+}
+
+// request sees bytes from the client before they are passed on.
+func (h *dockerHold) request(b []byte) {
+	switch {
+	case isEventWatch(b):
+		h.hold()
+		h.mu.Lock()
+		h.watch = true
+		h.mu.Unlock()
+	case isRequestLine(b):
+		h.hold()
+		h.mu.Lock()
+		h.watch = false
+		h.mu.Unlock()
+	}
+}
+
+// answered sees the engine's bytes.
+func (h *dockerHold) answered() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.watch && h.release != nil {
+		h.release()
+		h.release = nil
+	}
+}
+
+func (h *dockerHold) end() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.release != nil {
+		h.release()
+		h.release = nil
+	}
+}
+
+// readHook calls fn with each chunk read from the stream, before it is passed on.
+type readHook struct {
+	proto.HalfCloser
+	fn func([]byte)
+}
+
+func (r *readHook) Read(p []byte) (int, error) {
+	n, err := r.HalfCloser.Read(p)
 	if n > 0 {
-		f.once.Do(func() { f.fn(p[:n]) })
+		r.fn(p[:n])
 	}
 	return n, err
 }
 
 // Abort passes a Pipe's teardown on (proto.HalfStream's Abort).
-func (f *firstRead) Abort() {
-	if a, ok := f.HalfCloser.(interface{ Abort() }); ok {
+func (r *readHook) Abort() {
+	if a, ok := r.HalfCloser.(interface{ Abort() }); ok {
 		a.Abort()
 		return
 	}
-	f.HalfCloser.Close()
+	r.HalfCloser.Close()
 }
 
 // NetConn is the socket underneath, watched for hang-ups by proto.Pipe.
-func (f *firstRead) NetConn() net.Conn {
-	c, _ := f.HalfCloser.(net.Conn)
+func (r *readHook) NetConn() net.Conn {
+	c, _ := r.HalfCloser.(net.Conn)
 	return c
+}
+
+// isRequestLine reports whether b starts like an HTTP request line ("GET /", "POST /"…).
+func isRequestLine(b []byte) bool {
+	method, _, ok := bytes.Cut(b[:min(len(b), 9)], []byte(" /"))
+	if !ok || len(method) < 3 {
+		return false
+	}
+	for _, c := range method {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 // isEventWatch reports whether an HTTP request starting with b is GET /events (with or
