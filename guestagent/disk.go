@@ -10,7 +10,8 @@ import (
 )
 
 // diskInterval is how often the data disk's usage is read while a host follows it: one
-// statfs and nothing else, so an idle guest stays idle.
+// statfs and nothing else. While the engine naps nothing writes to the disk, and it is not
+// read at all (each look wakes the guest: a statfs is nothing, the wake-up under TCG is not).
 const diskInterval = 30 * time.Second
 
 // disk writes the data disk's usage now and whenever it changed enough to tell the host
@@ -22,15 +23,16 @@ func (s *Server) disk(ctx context.Context, st *yamux.Stream) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	usage := func() proto.DiskUsage { return diskUsage(dataMount) }
-	return writeUpdates(ctx, st, watchDisk(ctx, usage, diskInterval))
+	return writeUpdates(ctx, st, watchDisk(ctx, usage, diskInterval, s.opts.Nap.Asleep))
 }
 
 // watchDisk reads usage now and every interval, and sends each reading that diskChanged
-// says the receiver should have, until ctx ends.
-func watchDisk(ctx context.Context, usage func() proto.DiskUsage, interval time.Duration) <-chan proto.DiskUsage {
+// says the receiver should have, until ctx ends. When asleep returns a channel (the engine
+// naps) it waits for that channel to close instead of the next interval.
+func watchDisk(ctx context.Context, usage func() proto.DiskUsage, interval time.Duration, asleep func() <-chan struct{}) <-chan proto.DiskUsage {
 	ch := make(chan proto.DiskUsage)
 	go func() {
-		t := time.NewTicker(interval)
+		t := time.NewTimer(interval)
 		defer t.Stop()
 		var sent proto.DiskUsage // nothing yet: the first readable value goes out
 		for {
@@ -42,10 +44,18 @@ func watchDisk(ctx context.Context, usage func() proto.DiskUsage, interval time.
 					return
 				}
 			}
+			t.Reset(interval)
 			select {
 			case <-t.C:
 			case <-ctx.Done():
 				return
+			}
+			if woke := asleep(); woke != nil { // the nap may have begun since the last look
+				select {
+				case <-woke:
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}()

@@ -47,7 +47,13 @@ func TestWatchDisk(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	ch := watchDisk(ctx, usage, 5*time.Millisecond)
+	var asleep atomic.Pointer[chan struct{}]
+	ch := watchDisk(ctx, usage, 5*time.Millisecond, func() <-chan struct{} {
+		if p := asleep.Load(); p != nil {
+			return *p
+		}
+		return nil
+	})
 	next := func() proto.DiskUsage {
 		t.Helper()
 		select {
@@ -78,9 +84,24 @@ func TestWatchDisk(t *testing.T) {
 	if u := next(); u.Used != 20 {
 		t.Fatalf("update %+v, want 20", u)
 	}
+	// While the engine naps the disk is not read at all, and it is read again once it wakes.
+	woke := make(chan struct{})
+	asleep.Store(&woke)
+	time.Sleep(20 * time.Millisecond) // the look that was due when the nap began
+	n := reads.Load()
+	time.Sleep(50 * time.Millisecond)
+	if got := reads.Load(); got != n {
+		t.Fatalf("%d reads while the engine napped, want none", got-n)
+	}
+	used.Store(60)
+	asleep.Store(nil)
+	close(woke)
+	if u := next(); u.Used != 60 {
+		t.Fatalf("update after the nap %+v, want 60", u)
+	}
 	cancel()
 	time.Sleep(20 * time.Millisecond)
-	n := reads.Load()
+	n = reads.Load()
 	time.Sleep(20 * time.Millisecond)
 	if reads.Load() != n {
 		t.Error("the watcher kept reading after its context ended")

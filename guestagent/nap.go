@@ -43,6 +43,7 @@ type EngineNap struct {
 	// engine is not asked again until a hold has ended.
 	inSwarm bool
 	changed chan struct{} // a hold ended
+	woke    chan struct{} // closed when a nap ends; nil while awake
 	tries   int           // tryNap calls (tests)
 }
 
@@ -69,6 +70,18 @@ func (n *EngineNap) Hold(why string) (release func()) {
 			n.poke()
 		})
 	}
+}
+
+// Asleep returns, while the engine naps, a channel that is closed when it wakes, and nil
+// while it is awake. Nothing writes to the data disk during a nap, so a watcher of what
+// only the engine changes waits on it instead of waking the guest to look.
+func (n *EngineNap) Asleep() <-chan struct{} {
+	if n == nil {
+		return nil
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.woke
 }
 
 // Napping reports whether the engine's daemons are stopped now.
@@ -107,6 +120,8 @@ func (n *EngineNap) poke() {
 func (n *EngineNap) wake(why string) {
 	n.Signal(sigCont)
 	n.napping = false
+	close(n.woke)
+	n.woke = nil
 	n.since = time.Now()
 	n.Log.Info("engine woken", "by", why)
 }
@@ -196,5 +211,6 @@ func (n *EngineNap) tryNap(ctx context.Context) {
 	}
 	n.Signal(sigStop)
 	n.napping = true
+	n.woke = make(chan struct{})
 	n.Log.Info("engine napping: no container, no client", "idle", n.after())
 }

@@ -92,10 +92,22 @@ func TestEngineNapsWhenIdleAndWakesForAClient(t *testing.T) {
 	if !r.nap.Napping() {
 		t.Fatal("Napping() = false after SIGSTOP")
 	}
+	woke := r.nap.Asleep()
+	if woke == nil {
+		t.Fatal("Asleep() = nil while napping")
+	}
 	release := r.nap.Hold("test client")
 	r.expect(sigCont) // before Hold returned: the signal is sent under its lock
 	if r.nap.Napping() {
 		t.Fatal("Napping() = true while held")
+	}
+	select {
+	case <-woke:
+	default:
+		t.Fatal("Asleep()'s channel still open after the engine woke")
+	}
+	if r.nap.Asleep() != nil {
+		t.Fatal("Asleep() != nil while awake")
 	}
 	r.none("while held")
 	release()
