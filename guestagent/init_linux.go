@@ -31,10 +31,14 @@ func Init(log *slog.Logger) {
 	}()
 	// Signals with no handler are not delivered to PID 1, but Go installs handlers and
 	// exits on SIGHUP & co. when nobody listens; listening for all of them keeps PID 1
-	// alive (and unlike signal.Ignore, nothing is inherited by children).
+	// alive (and unlike signal.Ignore, nothing is inherited by children). SIGCHLD has a
+	// channel of its own: a SIGCHLD dropped because one is already waiting there is
+	// covered by the reap that one brings, so PID 1 never has to look on a timer.
 	sigs := make(chan os.Signal, 64)
-	signal.Notify(sigs, unix.SIGCHLD, unix.SIGTERM, unix.SIGINT, unix.SIGPWR,
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGPWR,
 		unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGPIPE)
+	chld := make(chan os.Signal, 1)
+	signal.Notify(chld, unix.SIGCHLD)
 
 	if err := os.MkdirAll("/proc", 0o755); err == nil {
 		_ = unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "")
@@ -74,7 +78,7 @@ func Init(log *slog.Logger) {
 		log.Error("failed to open the agent log; logging to the console only", "path", AgentLogPath, "err", err)
 	}
 
-	s := &supervisor{log: log, sigs: sigs, power: make(chan string, 1), backoff: minRestartDelay}
+	s := &supervisor{log: log, sigs: sigs, chld: chld, power: make(chan string, 1), backoff: minRestartDelay}
 	s.env = os.Environ()
 	if cl.Flag(CmdlineDebug) {
 		s.env = append(s.env, "BERTH_DEBUG=1")

@@ -27,9 +27,6 @@ const (
 	maxRestartDelay = 30 * time.Second
 	// stableRun: a serve process that ran this long resets the restart backoff.
 	stableRun = time.Minute
-	// reapEvery is how often PID 1 reaps without a SIGCHLD (a full signal channel drops
-	// one); rarely, as each tick wakes an idle guest.
-	reapEvery = time.Minute
 )
 
 // supervisor is PID 1 after boot: it runs the serve process, reaps every process that
@@ -41,8 +38,9 @@ const (
 type supervisor struct {
 	log   *slog.Logger
 	sigs  chan os.Signal
-	power chan string // reasons from the power button watcher
-	out   *os.File    // the serve process's stdout and stderr
+	chld  <-chan os.Signal // SIGCHLD only: one waiting there stands for any number
+	power chan string      // reasons from the power button watcher
+	out   *os.File         // the serve process's stdout and stderr
 	env   []string
 
 	serve    *os.Process
@@ -54,10 +52,10 @@ type supervisor struct {
 
 func (s *supervisor) run() {
 	s.startServe()
-	tick := time.NewTicker(reapEvery)
-	defer tick.Stop()
 	for {
 		select {
+		case <-s.chld:
+			s.reapAll()
 		case sig := <-s.sigs:
 			s.handleSignal(sig)
 		case why := <-s.power:
@@ -65,9 +63,6 @@ func (s *supervisor) run() {
 		case <-s.restartC:
 			s.restartC = nil
 			s.startServe()
-		case <-tick.C:
-			// Signals coalesce and a full channel drops them: reap now and then anyway.
-			s.reapAll()
 		}
 	}
 }
@@ -102,8 +97,6 @@ func (s *supervisor) scheduleRestart() {
 
 func (s *supervisor) handleSignal(sig os.Signal) {
 	switch sig {
-	case unix.SIGCHLD:
-		s.reapAll()
 	case unix.SIGTERM, unix.SIGINT, unix.SIGPWR:
 		s.shutdown("signal " + sig.String())
 	default:
@@ -197,10 +190,9 @@ func (s *supervisor) waitFor(timeout time.Duration, done func() bool) bool {
 			return true
 		}
 		select {
+		case <-s.chld:
 		case sig := <-s.sigs:
-			if sig != unix.SIGCHLD {
-				s.log.Info("already shutting down; ignoring signal", "signal", sig)
-			}
+			s.log.Info("already shutting down; ignoring signal", "signal", sig)
 		case <-s.power:
 		case <-tick.C:
 		case <-deadline.C:
