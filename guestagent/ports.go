@@ -113,11 +113,12 @@ func (w *PortWatcher) Run(ctx context.Context) {
 // event (a container started, an exec) and after Kick (a `berth shell` command) — every
 // scanSlow otherwise, so an idle guest is not woken every second for it, and every scanNap
 // while the engine naps (only a process already running, not a new container, could start
-// listening then; any client wakes the engine and kicks the scan). Variables for tests.
+// listening then: one left behind by a `berth shell` command that ended at least the nap
+// delay before; any client wakes the engine and kicks the scan). Variables for tests.
 var (
 	scanFast  = time.Second
 	scanSlow  = 10 * time.Second
-	scanNap   = time.Minute
+	scanNap   = 5 * time.Minute
 	scanBurst = time.Minute
 )
 
