@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,16 +15,23 @@ import (
 	"github.com/berth-dev/berth/vm"
 )
 
-// Agent liveness: the host asks the agent for its info every pingEvery and gives the
-// session up when no answer comes within pingTimeout. An answer needs the agent itself, not
-// only its yamux layer: a serve process killed in the middle of a frame (the usual restart
-// is noticed at once, by the agent's handshake hello), or one that hangs, ends the session,
-// and with it every stream that would wait on it forever. Giving up also ends every docker
-// stream of the session, so the bound is far above the stalls a busy TCG guest has (15 s
-// was seen during a container start); variables for tests.
+// Agent liveness: the host pings the agent every pingEvery and gives the session up when
+// no answer comes within pingTimeout. Most pings are yamux's own (a frame each way, which
+// the agent's session reader answers: no stream, no request, so an idle guest does almost
+// nothing for it). Every pingInfoEvery-th asks the agent for its info instead, which needs
+// the agent itself, not only its yamux layer: a serve process killed in the middle of a
+// frame (the usual restart is noticed at once, by the agent's handshake hello), or one
+// that hangs, ends the session, and with it every stream that would wait on it forever.
+// Giving up also ends every docker stream of the session, so the bound is far above the
+// stalls a busy TCG guest has (15 s was seen during a container start). While the
+// instance is quiet (no container, no client: nothing for a stall or a hang to hurt) it
+// pings every pingQuietEvery instead, as each ping wakes the guest; the clock is checked
+// every 60 s all the same. Variables for tests.
 var (
-	pingEvery   = 10 * time.Second
-	pingTimeout = 60 * time.Second
+	pingEvery      = 10 * time.Second
+	pingQuietEvery = 30 * time.Second
+	pingTimeout    = 60 * time.Second
+	pingInfoEvery  = 6
 )
 
 // agentClient opens streams to berth-agent over one yamux session.
@@ -133,6 +141,33 @@ func (a *agentClient) info(ctx context.Context) (*proto.Info, error) {
 		return nil, fmt.Errorf("agent sent no info")
 	}
 	return resp.Info, nil
+}
+
+// ping checks that the agent answers within pingTimeout: with yamux's ping, or with an
+// info request when full. A yamux ping that yamux gives up on (its write timeout, shorter
+// than pingTimeout) is followed by an info request for the rest of pingTimeout.
+func (a *agentClient) ping(ctx context.Context, full bool) error {
+	deadline := time.Now().Add(pingTimeout)
+	if !full {
+		done := make(chan error, 1) // the goroutine ends with Ping: yamux's timeout or the session's end
+		go func() { _, err := a.sess.Ping(); done <- err }()
+		t := time.NewTimer(pingTimeout)
+		defer t.Stop()
+		select {
+		case err := <-done:
+			if !errors.Is(err, yamux.ErrTimeout) {
+				return err
+			}
+		case <-t.C:
+			return fmt.Errorf("no answer to a ping within %s", pingTimeout)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	pctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	_, err := a.info(pctx)
+	return err
 }
 
 // stream wraps st for a Pipe: when the pipe tears it down because its client is gone, the

@@ -105,6 +105,13 @@ func (t *idleTracker) io(awaiting *bool, fromClient bool) (wake bool) {
 	return fromClient && t.state != vmAwake
 }
 
+// quiet reports whether nothing has kept the VM awake for d: no container, no client.
+func (t *idleTracker) quiet(d time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.busyLocked() == "" && t.now().Sub(t.last) >= d
+}
+
 // busy reports what keeps the VM awake, "" when nothing does.
 func (t *idleTracker) busyLocked() string {
 	switch {
@@ -488,9 +495,11 @@ func (d *Daemon) followActivity(ctx context.Context, agent *agentClient) error {
 // pingEvery), serves every periodic check, so an idle hostd wakes for nothing else.
 //   - Every tick compares the host's wall clock with its monotonic clock: a jump means the
 //     host slept, and the guest clock is checked (clockLoop).
-//   - Every pingEvery it pings the agent (agentClient.keepalive's rule) but knows about
-//     pauses: no ping while the VM is paused, and a ping whose wait spanned a pause is not
-//     held against the agent. A slow answer means the VM stood still: clock check.
+//   - Every pingEvery it pings the agent (agentClient.ping; every pingInfoEvery-th asks for
+//     its info), every pingQuietEvery once no container and no client has kept the VM
+//     awake for as long (idleTracker.quiet). It knows about pauses: no ping while the VM
+//     is paused, and a ping whose wait spanned a pause is not held against the agent. A
+//     slow answer means the VM stood still: clock check.
 //   - Once clockEvery passed since the last clock check, it asks for the periodic one.
 //
 // The ping waits in this loop: while it does, the other checks wait too (the agent is not
@@ -500,11 +509,13 @@ func (d *Daemon) keepalive(ctx context.Context, a *agentClient) {
 	i := d.idle()
 	c := d.clock()
 	tick := min(clockTick, pingEvery)
-	pingTicks := max(1, int((pingEvery+tick/2)/tick)) // ticks between pings
+	pingTicks := max(1, int((pingEvery+tick/2)/tick))               // ticks between pings
+	quietTicks := max(pingTicks, int((pingQuietEvery+tick/2)/tick)) // the same while quiet
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	prev := time.Now()
-	for n := 1; ; n++ {
+	pings, sincePing := 0, 0
+	for {
 		var now time.Time
 		select {
 		case <-ctx.Done():
@@ -513,6 +524,7 @@ func (d *Daemon) keepalive(ctx context.Context, a *agentClient) {
 			return
 		case now = <-t.C:
 		}
+		sincePing++
 		slept := hostSlept(now.Sub(prev), now.Round(0).Sub(prev.Round(0)), clockJump)
 		prev = now
 		if paused, _ := i.t.paused(); paused {
@@ -524,14 +536,18 @@ func (d *Daemon) keepalive(ctx context.Context, a *agentClient) {
 		case c.clockDue(now):
 			d.clockKick(clockPeriodic)
 		}
-		if n%pingTicks != 0 {
+		want := pingTicks
+		if i.t.quiet(pingQuietEvery) {
+			want = quietTicks
+		}
+		if sincePing < want {
 			continue
 		}
+		sincePing = 0
 		_, epoch := i.t.paused()
 		start := time.Now()
-		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-		_, err := a.info(pctx)
-		cancel()
+		err := a.ping(ctx, pings%pingInfoEvery == 0)
+		pings++
 		paused, now2 := i.t.paused()
 		if paused || now2 != epoch {
 			continue

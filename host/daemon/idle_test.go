@@ -143,3 +143,38 @@ func TestHostSlept(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleTrackerQuiet: quiet (the heartbeat's slower pings) once nothing has kept the VM
+// awake for the given time, whatever the pause delay; never while containers are unknown
+// or run, or a client is there.
+func TestIdleTrackerQuiet(t *testing.T) {
+	c := newFakeClock()
+	tr := newIdleTracker(0, c.now) // pausing off: quiet all the same
+	c.add(time.Hour)
+	if tr.quiet(30 * time.Second) {
+		t.Fatal("quiet while the containers are unknown")
+	}
+	tr.setContainers(0)
+	c.add(29 * time.Second)
+	if tr.quiet(30 * time.Second) {
+		t.Fatal("quiet 29 s after the container count changed")
+	}
+	c.add(time.Second)
+	if !tr.quiet(30 * time.Second) {
+		t.Fatal("not quiet 30 s after the last change")
+	}
+	release, _ := tr.hold()
+	c.add(time.Hour)
+	if tr.quiet(30 * time.Second) {
+		t.Fatal("quiet while a client holds the VM")
+	}
+	release()
+	if tr.quiet(30 * time.Second) {
+		t.Fatal("quiet right after the client left")
+	}
+	tr.setContainers(1)
+	c.add(time.Hour)
+	if tr.quiet(30 * time.Second) {
+		t.Fatal("quiet while a container runs")
+	}
+}
