@@ -62,11 +62,27 @@ var engineSysctls = []struct{ key, value string }{
 	{"net.bridge.bridge-nf-call-ip6tables", "1"},
 	{"fs.inotify.max_user_watches", "1048576"},
 	{"fs.inotify.max_user_instances", "8192"},
+}
+
+// quietSysctls make the kernel itself wake less when idle. The idle benchmark's tuned bare
+// VM (berth.bare=idle-tuned) sets them too, to tell what the guest's services cost from
+// what the kernel saves.
+var quietSysctls = []struct{ key, value string }{
 	// No proactive compaction: kcompactd would wake every 500 ms to measure fragmentation
 	// and compact a little each time it finds some, which an idle VM pays for (under
 	// emulation, visibly: docs/resources.md). Allocations that need contiguous memory
 	// still compact on demand.
 	{"vm.compaction_proactiveness", "0"},
+}
+
+// setSysctls writes each sysctl and logs the ones that fail.
+func setSysctls(log *slog.Logger, sysctls []struct{ key, value string }) {
+	for _, s := range sysctls {
+		p := "/proc/sys/" + strings.ReplaceAll(s.key, ".", "/")
+		if err := os.WriteFile(p, []byte(s.value+"\n"), 0o644); err != nil {
+			log.Warn("failed to set sysctl", "key", s.key, "err", err)
+		}
+	}
 }
 
 const (
@@ -246,12 +262,8 @@ func tuneKernel(log *slog.Logger) {
 	}
 	modprobe(log, engineModules, slog.LevelWarn)
 	modprobe(log, inputModules(), slog.LevelDebug)
-	for _, s := range engineSysctls {
-		p := "/proc/sys/" + strings.ReplaceAll(s.key, ".", "/")
-		if err := os.WriteFile(p, []byte(s.value+"\n"), 0o644); err != nil {
-			log.Warn("failed to set sysctl", "key", s.key, "err", err)
-		}
-	}
+	setSysctls(log, engineSysctls)
+	setSysctls(log, quietSysctls)
 	lim := unix.Rlimit{Cur: maxOpenFiles, Max: maxOpenFiles}
 	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		log.Warn("failed to raise the open file limit", "err", err)

@@ -67,6 +67,9 @@ const (
 	// BareIdle as CmdlineBare's value (berth.bare=idle) keeps the bare guest up, idle,
 	// instead of powering it off: the idle benchmark's baseline for the VM's idle CPU.
 	BareIdle = "idle"
+	// BareIdleTuned (berth.bare=idle-tuned) is BareIdle with the kernel tuned as berth's
+	// boot tunes it (quietSysctls): the baseline for what the guest's services alone cost.
+	BareIdleTuned = "idle-tuned"
 	// CmdlineDebug turns on debug logging; PID 1 passes it to the serve process as
 	// BERTH_DEBUG=1.
 	CmdlineDebug = "berth.debug"

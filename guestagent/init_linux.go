@@ -47,8 +47,12 @@ func Init(log *slog.Logger) {
 	if err != nil {
 		fatal(log, err)
 	}
-	if cl[CmdlineBare] == BareIdle {
-		// The idle benchmark's baseline: kernel + initramfs + a PID 1 that only waits.
+	if v := cl[CmdlineBare]; v == BareIdle || v == BareIdleTuned {
+		// The idle benchmark's baselines: kernel + initramfs (tuned as berth's boot tunes
+		// it, for idle-tuned) and a PID 1 that only waits.
+		if v == BareIdleTuned {
+			setSysctls(log, quietSysctls)
+		}
 		for range sigs {
 		}
 	}
