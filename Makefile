@@ -59,18 +59,19 @@ toolchain: ## build docker compose and buildx ($(BIN)/cli-plugins) and the docke
 tray: ## build berth-tray (cgo, fyne; needs libgl1-mesa-dev xorg-dev)
 	CGO_ENABLED=1 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/berth-tray ./cmd/berth-tray
 
-# The guest side: berth-agent and the registry (tools/registry, pinned in tools/versions.env)
-# for every guest architecture.
+# The guest side: berth-agent, the registry (tools/registry) and the Docker Engine
+# (tools/engine: dockerd, docker-proxy), pinned in tools/versions.env, for every guest
+# architecture.
 agents:
 	@for a in $(IMAGE_ARCHES); do \
 	  mkdir -p $(BIN)/linux_$$a; \
 	  CGO_ENABLED=0 GOOS=linux GOARCH=$$a $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/linux_$$a/berth-agent ./cmd/berth-agent || exit 1; \
-	  GO=$(GO) tools/build.sh --out $(BIN)/linux_$$a --goos linux --goarch $$a --only registry || exit 1; \
+	  GO=$(GO) tools/build.sh --out $(BIN)/linux_$$a --goos linux --goarch $$a --only "registry engine" || exit 1; \
 	done
 
 image: deps agents ## build (or reuse) the guest images under _output/image/<arch>
 	@for a in $(IMAGE_ARCHES); do \
-	  installer/image/build.sh --arch $$a --agent $(BIN)/linux_$$a/berth-agent --registry $(BIN)/linux_$$a/berth-registry --out $(IMAGE_OUT)/$$a || exit 1; \
+	  installer/image/build.sh --arch $$a --agent $(BIN)/linux_$$a/berth-agent --registry $(BIN)/linux_$$a/berth-registry --engine $(BIN)/linux_$$a/engine --out $(IMAGE_OUT)/$$a || exit 1; \
 	done
 
 wsl-rootfs: image ## the root tarball the Windows (WSL2) driver imports: _output/image/<arch>/rootfs.tar

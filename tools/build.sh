@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the docker toolchain berth ships: the docker-compose and docker-buildx CLI plugins and
 # the docker CLI, from the Go module proxy at the versions pinned in tools/versions.env; and,
-# with --only registry, the guest's registry (DIR/berth-registry).
+# with --only registry, the guest's registry (DIR/berth-registry); with --only engine, the
+# guest's Docker Engine (DIR/engine/dockerd and DIR/engine/docker-proxy).
 #
 #   tools/build.sh --out DIR [--goos OS] [--goarch ARCH] [--only "compose buildx docker registry"]
 #
@@ -57,9 +58,9 @@ fresh() {
 	done
 }
 
-# build NAME DIR MODULE VERSION PACKAGE OUTPUT(relative) LDFLAGS [GCFLAGS]
+# build NAME DIR MODULE VERSION PACKAGE OUTPUT(relative) LDFLAGS [GCFLAGS [TAGS]]
 build() {
-	local name=$1 dir=$here/$2 mod=$3 ver=$4 pkg=$5 rel=$6 ldflags=$7 gcflags=${8:-} have
+	local name=$1 dir=$here/$2 mod=$3 ver=$4 pkg=$5 rel=$6 ldflags=$7 gcflags=${8:-} tags=${9:-} have
 	local dst=$out/$rel built=$cache/$rel
 	mkdir -p "$(dirname "$dst")" "$(dirname "$built")"
 	if fresh "$dst" "$dir"; then
@@ -80,7 +81,7 @@ build() {
 	local t0=$SECONDS
 	# -trimpath and no VCS stamp: the same sources give the same binary.
 	(cd "$dir" && CGO_ENABLED=0 GOOS=$goos GOARCH=$goarch GOFLAGS=-mod=readonly \
-		$GO build -trimpath -buildvcs=false -ldflags "-s -w $ldflags" ${gcflags:+-gcflags "$gcflags"} -o "$built.tmp" "$pkg")
+		$GO build -trimpath -buildvcs=false -ldflags "-s -w $ldflags" ${gcflags:+-gcflags "$gcflags"} ${tags:+-tags "$tags"} -o "$built.tmp" "$pkg")
 	mv -f "$built.tmp" "$built"
 	cp -p "$built" "$dst.tmp"
 	mv -f "$dst.tmp" "$dst"
@@ -110,6 +111,16 @@ for t in $only; do
 		# distribution library), put into the guest image by installer/image/build.sh.
 		build berth-registry registry "$REGISTRY_MODULE" "$REGISTRY_VERSION" . \
 			"berth-registry$ext" "-X main.version=$REGISTRY_VERSION" ;;
-	*) echo "tools/build.sh: --only $t: want compose, buildx, docker or registry" >&2; exit 2 ;;
+	engine)
+		# The guest's Docker Engine: dockerd and docker-proxy of the moby release that
+		# versions.env pins, static, with the tags and version stamp of moby's own static
+		# build (hack/make.sh, hack/make/.go-autogen); installer/image/build.sh puts them
+		# into the guest image.
+		for b in dockerd docker-proxy; do
+			build "$b" engine "$ENGINE_MODULE" "$ENGINE_VERSION" "$ENGINE_MODULE/cmd/$b" "engine/$b$ext" \
+				"-X $ENGINE_MODULE/dockerversion.Version=$ENGINE_RELEASE -X $ENGINE_MODULE/dockerversion.GitCommit=$ENGINE_VERSION" \
+				"" "netgo osusergo static_build nri_no_wasm"
+		done ;;
+	*) echo "tools/build.sh: --only $t: want compose, buildx, docker, registry or engine" >&2; exit 2 ;;
 	esac
 done

@@ -2,14 +2,16 @@
 # Build the berth guest image from Debian trixie (13) packages.
 #
 #   installer/image/build.sh --arch amd64|arm64 --agent PATH/TO/static/berth-agent
-#                            --registry PATH/TO/static/berth-registry --out DIR [--cache DIR] [--refresh]
+#                            --registry PATH/TO/static/berth-registry --engine DIR
+#                            --out DIR [--cache DIR] [--refresh]
 #
 # Writes into DIR:
 #   vmlinuz        Debian's kernel (amd64: bzImage; arm64: uncompressed arm64 Image, as vz needs)
 #   initrd.img     gzip'd newc cpio: /init (the agent), /dev/console, the few modules needed to
 #                  reach the root disk and the agent channel, and /etc/berth/modules (load order)
 #   root.img       ext4 image (label berth-root), mounted read-only by the guest; it also holds
-#                  the registry (tools/registry) as /usr/libexec/berth/registry
+#                  the registry (tools/registry) as /usr/libexec/berth/registry and the Docker
+#                  Engine (--engine DIR: dockerd and docker-proxy, tools/build.sh --only engine)
 #   manifest.json  arch, kernel version, package versions, artifact checksums
 #   .*.stamp .kver what each artifact was built from (+ its sha256); an artifact is rebuilt
 #                  only when that changes, so a second run with nothing changed takes <1 s
@@ -36,17 +38,23 @@ DEBIAN_KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SCRIPT_PATH=$SCRIPT_DIR/$(basename "${BASH_SOURCE[0]}")
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
-# The registry's release, for manifest.json (the binary itself comes from --registry).
+# The registry's and the engine's releases, for manifest.json (the binaries come from
+# --registry and --engine).
 REGISTRY_VERSION=$(. "$REPO_ROOT/tools/versions.env" && echo "$REGISTRY_VERSION")
+ENGINE_RELEASE=$(. "$REPO_ROOT/tools/versions.env" && echo "$ENGINE_RELEASE")
+ENGINE_VERSION=$(. "$REPO_ROOT/tools/versions.env" && echo "$ENGINE_MODULE@$ENGINE_VERSION")
 
 # Packages of the root filesystem; apt resolves their dependency closure (no Recommends).
 # usr-is-merged is named so that apt picks it over usrmerge (which drags in perl) for
 # init-system-helpers' "usrmerge | usr-is-merged"; the image is built merged-/usr anyway.
-# xz-utils and pigz are docker.io Recommends that dockerd uses when present (xz layers,
-# parallel gunzip); both are tiny. docker-cli (a docker.io Recommends since trixie split it
-# out) is the guest's own docker CLI: `berth shell docker ...`, the arm64 test, the benches.
+# The Docker Engine itself (dockerd, docker-proxy) is built from its release (--engine, not
+# Debian's docker.io 26.1); what it runs comes from Debian: containerd, runc, tini (as
+# docker-init), nftables (`nft`, its default firewall backend here) and iptables (the
+# backend of swarm nodes). xz-utils and pigz are what dockerd uses when present (xz layers,
+# parallel gunzip); both are tiny. docker-cli is the guest's own docker CLI:
+# `berth shell docker ...`, the arm64 test, the benches.
 ROOT_PACKAGES=(
-	docker.io docker-cli containerd runc tini iptables
+	docker-cli containerd runc tini nftables iptables
 	e2fsprogs kmod busybox-static bash coreutils util-linux mount procps iproute2
 	ca-certificates libc-bin base-files base-passwd usr-is-merged
 	xz-utils pigz
@@ -113,12 +121,13 @@ usage() {
 
 # ---------------------------------------------------------------------------- arguments
 
-ARCH='' AGENT='' REGISTRY='' OUT='' CACHE='' REFRESH=0
+ARCH='' AGENT='' REGISTRY='' ENGINE='' OUT='' CACHE='' REFRESH=0
 while (($#)); do
 	case $1 in
 	--arch) ARCH=${2:?}; shift 2 ;;
 	--agent) AGENT=${2:?}; shift 2 ;;
 	--registry) REGISTRY=${2:?}; shift 2 ;;
+	--engine) ENGINE=${2:?}; shift 2 ;;
 	--out) OUT=${2:?}; shift 2 ;;
 	--cache) CACHE=${2:?}; shift 2 ;;
 	--refresh) REFRESH=1; shift ;;       # force apt-get update of the package lists
@@ -126,7 +135,7 @@ while (($#)); do
 	*) die "unknown argument: $1 (see --help)" ;;
 	esac
 done
-[[ -n $ARCH && -n $AGENT && -n $REGISTRY && -n $OUT ]] || usage
+[[ -n $ARCH && -n $AGENT && -n $REGISTRY && -n $ENGINE && -n $OUT ]] || usage
 case $ARCH in
 amd64)
 	KARCH=x86
@@ -137,9 +146,9 @@ amd64)
 arm64) KARCH=arm64 ;;
 *) die "--arch must be amd64 or arm64, not $ARCH" ;;
 esac
-# The agent runs as /init before anything else exists, the registry from the root image: each
-# must be an ELF for the guest's arch (and static; that is not checked here).
-for bin in "$AGENT" "$REGISTRY"; do
+# The agent runs as /init before anything else exists, the registry and the engine from the
+# root image: each must be an ELF for the guest's arch (and static; that is not checked here).
+for bin in "$AGENT" "$REGISTRY" "$ENGINE/dockerd" "$ENGINE/docker-proxy"; do
 	[[ -f $bin ]] || die "binary not found: $bin"
 	case $(od -An -tx1 -N 4 "$bin" | tr -d ' ')/$(od -An -tu2 -j 18 -N 2 "$bin" | tr -d ' ') in
 	7f454c46/62) [[ $ARCH == amd64 ]] || die "$bin is an amd64 binary, not $ARCH" ;;
@@ -160,6 +169,7 @@ CACHE=$(cd "$CACHE" && pwd)
 OUT=$(cd "$OUT" && pwd)
 AGENT=$(cd "$(dirname "$AGENT")" && pwd)/$(basename "$AGENT")
 REGISTRY=$(cd "$(dirname "$REGISTRY")" && pwd)/$(basename "$REGISTRY")
+ENGINE=$(cd "$ENGINE" && pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 APTDIR=$CACHE/apt-$SUITE-$ARCH # private apt state for this suite and arch: sources, lists, status, debs
@@ -309,7 +319,8 @@ for f in "$DEBS"/*.deb; do [[ -n ${KEEP[$f]:-} ]] || rm -f "$f"; done
 
 AGENT_SHA=$(sha256 "$AGENT")
 REGISTRY_SHA=$(sha256 "$REGISTRY")
-ROOT_KEY=$(cat "$WORK/root.pkgs" "$WORK/kernel.pkgs" <(echo "$SCRIPT_SHA $REGISTRY_SHA") | sha256sum | cut -d' ' -f1)
+ENGINE_SHA=$(cat "$ENGINE/dockerd" "$ENGINE/docker-proxy" | sha256sum | cut -d' ' -f1)
+ROOT_KEY=$(cat "$WORK/root.pkgs" "$WORK/kernel.pkgs" <(echo "$SCRIPT_SHA $REGISTRY_SHA $ENGINE_SHA") | sha256sum | cut -d' ' -f1)
 KERNEL_KEY=$(cat "$WORK/kernel.pkgs" <(echo "$SCRIPT_SHA") | sha256sum | cut -d' ' -f1)
 INITRD_KEY=$(cat "$WORK/kernel.pkgs" <(echo "$SCRIPT_SHA $AGENT_SHA") | sha256sum | cut -d' ' -f1)
 
@@ -421,8 +432,8 @@ fi
 fixup_rootfs() {
 	local r=$1 f
 
-	# Users and groups: base-passwd's postinst copies its masters into place. docker.io's
-	# postinst adds the "docker" group (dockerd chowns its socket to it when it exists).
+	# Users and groups: base-passwd's postinst copies its masters into place. The "docker"
+	# group, as Debian's docker.io postinst adds it (dockerd chowns its socket to it).
 	install -m 0644 "$r/usr/share/base-passwd/passwd.master" "$r/etc/passwd"
 	install -m 0644 "$r/usr/share/base-passwd/group.master" "$r/etc/group"
 	grep -q '^docker:' "$r/etc/group" || echo 'docker:x:999:' >>"$r/etc/group"
@@ -543,6 +554,10 @@ if ((NEED_ROOT)); then
 
 	fixup_rootfs "$R"
 	install -D -m 0755 "$REGISTRY" "$R/usr/libexec/berth/registry"
+	# The engine where Debian's docker.io puts it; docker-init is tini's static build, as there.
+	install -D -m 0755 "$ENGINE/dockerd" "$R/usr/sbin/dockerd"
+	install -D -m 0755 "$ENGINE/docker-proxy" "$R/usr/sbin/docker-proxy"
+	ln -sfn tini-static "$R/usr/bin/docker-init"
 
 	# Kernel modules (the subset chosen above) with a depmod index, so modprobe works in the
 	# guest (dockerd and iptables load netfilter, bridge, overlay, ... on demand).
@@ -553,7 +568,7 @@ if ((NEED_ROOT)); then
 	depmod -b "$R" "$KVER"
 
 	if [[ $(dpkg --print-architecture) == "$ARCH" ]]; then
-		# Proves the dynamic linking of the engine works inside the image.
+		# Proves the engine runs inside the image.
 		chroot "$R" /usr/sbin/dockerd --version >&2 || die "dockerd does not run in the image"
 	fi
 
@@ -650,12 +665,15 @@ if ! fresh manifest.json "$MANIFEST_KEY"; then
 		printf '  "kernelVersion": "%s",\n' "$KVER"
 		printf '  "debianSuite": "%s",\n' "$SUITE"
 		printf '  "debianRelease": "%s",\n' "$(cat "$OUT/.debian_version" 2>/dev/null)"
-		# The versions that matter at a glance (docs/image.md): the guest kernel (uname -r) and
-		# the engine stack's Debian package versions; "packages" below has all of them.
+		# The versions that matter at a glance (docs/image.md): the guest kernel (uname -r), the
+		# engine's release and module, and the Debian package versions of what it runs;
+		# "packages" below has all of them.
 		printf '  "versions": {\n'
 		printf '    "kernel": "%s",\n' "$KVER"
 		printf '    "linux-image": "%s"' "$KVERSION"
-		for p in docker.io docker-cli containerd runc tini iptables; do
+		printf ',\n    "docker": "%s"' "$ENGINE_RELEASE"
+		printf ',\n    "docker-module": "%s"' "$ENGINE_VERSION"
+		for p in docker-cli containerd runc tini nftables iptables; do
 			v=$(awk -v p="$p" '$1 == p { print $2 }' "$WORK/root.pkgs")
 			[[ -n $v ]] || die "$p is not in the root packages"
 			printf ',\n    "%s": "%s"' "$p" "$v"

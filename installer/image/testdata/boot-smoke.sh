@@ -26,7 +26,9 @@ OUT=${OUT:-$REPO_ROOT/_output/image-smoke-$ARCH}
 mkdir -p "$OUT"
 
 (cd "$REPO_ROOT" && CGO_ENABLED=0 GOOS=linux GOARCH=$ARCH go build -trimpath -o "$OUT/smoke-init" ./installer/image/testdata/smoke-init)
-"$REPO_ROOT/installer/image/build.sh" --arch "$ARCH" --agent "$OUT/smoke-init" --out "$OUT" "${CACHE_ARGS[@]}"
+GO=go "$REPO_ROOT/tools/build.sh" --out "$OUT" --goos linux --goarch "$ARCH" --only "registry engine"
+"$REPO_ROOT/installer/image/build.sh" --arch "$ARCH" --agent "$OUT/smoke-init" --registry "$OUT/berth-registry" \
+	--engine "$OUT/engine" --out "$OUT" "${CACHE_ARGS[@]}"
 
 case $ARCH in
 amd64) QEMU=(qemu-system-x86_64 -M q35 -cpu max) CONSOLE=ttyS0 ;;
