@@ -26,7 +26,8 @@ func RunServe(log *slog.Logger) error {
 	}
 	eng := DefaultEngine(log.With("component", "engine"), proto.HostNATIP)
 	policy := ListenersPublic
-	if cl, err := ReadCmdline(); err == nil && cl[proto.FlagListeners] != "" {
+	cl, _ := ReadCmdline()
+	if cl[proto.FlagListeners] != "" {
 		policy = cl[proto.FlagListeners]
 	}
 	nap := &EngineNap{
@@ -45,7 +46,8 @@ func RunServe(log *slog.Logger) error {
 		// wsl.exe process the host watches), never the VM.
 		powerOff = func() { os.Exit(0) }
 	}
-	setup := &EngineSetup{Engine: eng, Log: log.With("component", "engine"), Paths: DefaultEnginePaths()}
+	setup := &EngineSetup{Engine: eng, Log: log.With("component", "engine"), Paths: DefaultEnginePaths(),
+		ClusterMember: cl[proto.FlagCluster] != "", WSL: OnWSL()}
 	srv := NewServer(ServeOptions{
 		Ports:    ports,
 		Engine:   eng,

@@ -26,6 +26,8 @@ type EngineSetup struct {
 	Engine *Engine
 	Log    *slog.Logger
 	Paths  EnginePaths
+	// ClusterMember and WSL choose dockerd's firewall backend (ChooseFirewall).
+	ClusterMember, WSL bool
 
 	mu       sync.Mutex
 	applied  *proto.EngineConfig
@@ -107,6 +109,18 @@ func (s *EngineSetup) Run(ctx context.Context, wait time.Duration) {
 }
 
 func (s *EngineSetup) start() {
+	s.mu.Lock()
+	var daemonJSON []byte
+	if s.applied != nil {
+		daemonJSON = s.applied.DaemonJSON
+	}
+	s.mu.Unlock()
+	fw := ChooseFirewall(daemonJSON, s.ClusterMember, s.WSL, argValue(s.Engine.Dockerd, "--data-root", ""))
+	s.Log.Info("engine firewall", "backend", fw.Backend, "why", fw.Why)
+	s.Engine.Dockerd = withFirewall(s.Engine.Dockerd, fw.Backend)
+	if err := engineFeatureDefaults(s.Paths.DaemonJSON); err != nil {
+		s.Log.Warn("failed to write the engine's feature defaults", "err", err)
+	}
 	if err := s.Engine.Start(); err != nil {
 		s.Log.Error("engine failed to start", "err", err)
 	}

@@ -10,8 +10,9 @@ import (
 )
 
 // engineFiles are what the engine's start reads from the root image: the daemons, the
-// shim, runc, docker-proxy, docker-init, and iptables with its libraries and extensions
-// (dockerd runs iptables about ninety times as it starts). Globs; missing ones are skipped.
+// shim, runc, docker-proxy, docker-init, nft with its libraries (dockerd's firewall:
+// firewall.go) and iptables with its libraries and extensions (swarm nodes' firewall, about
+// ninety runs as dockerd starts). Globs; missing ones are skipped.
 var engineFiles = []string{
 	"/usr/sbin/dockerd",
 	"/usr/bin/containerd",
@@ -19,6 +20,11 @@ var engineFiles = []string{
 	"/usr/sbin/runc",
 	"/usr/sbin/docker-proxy",
 	"/usr/bin/tini-static",
+	"/usr/sbin/nft",
+	"/usr/lib/*-linux-gnu/libnftables.so.*",
+	"/usr/lib/*-linux-gnu/libjansson.so.*",
+	"/usr/lib/*-linux-gnu/libedit.so.*",
+	"/usr/lib/*-linux-gnu/libgmp.so.*",
 	"/usr/sbin/xtables-nft-multi",
 	"/usr/lib/*-linux-gnu/lib*tables.so.*",
 	"/usr/lib/*-linux-gnu/libnftnl.so.*",
