@@ -128,6 +128,20 @@ func (c *Client) InSwarm(ctx context.Context) (bool, error) {
 	return st != "" && st != "inactive", nil
 }
 
+// FirewallBackend returns the firewall backend the engine programs its rules with: GET
+// /info's FirewallBackend.Driver ("iptables", "nftables"; Docker 28.2 and later).
+func (c *Client) FirewallBackend(ctx context.Context) (string, error) {
+	var info struct {
+		FirewallBackend struct {
+			Driver string `json:"Driver"`
+		} `json:"FirewallBackend"`
+	}
+	if err := c.getJSON(ctx, "/info", &info); err != nil {
+		return "", err
+	}
+	return info.FirewallBackend.Driver, nil
+}
+
 // Event is the part of a GET /events message berth reads.
 type Event struct {
 	Type   string `json:"Type"`

@@ -75,8 +75,9 @@ func (d *Daemon) forwardDocker(ctx context.Context) func(net.Conn) {
 			c.Close()
 			return
 		}
-		// Bind mounts of unshared host paths are refused (host/dockerproxy, engine_config.go).
-		proto.Pipe(ctx, dockerproxy.Wrap(hc, d.mountPolicy(), d.log), d.idleStream(agent.stream(st)))
+		// Bind mounts of unshared host paths and swarm requests the engine cannot take are
+		// refused (host/dockerproxy, engine_config.go).
+		proto.Pipe(ctx, dockerproxy.Wrap(hc, d.dockerPolicy(), d.log), d.idleStream(agent.stream(st)))
 	}
 }
 

@@ -308,7 +308,23 @@ func (c *Conn) nextRequest() error {
 			c.raw = true
 		}
 		return nil
+	case kindSwarm:
+		if c.policy.Swarm != nil {
+			if err := c.policy.Swarm(); err != nil {
+				c.log.Info("swarm request refused", "target", h.target, "err", err)
+				c.refuse(h, err)
+				return nil
+			}
+		}
+		c.pending = raw
+		c.startBody(h)
+		return nil
 	case kindCreateContainer, kindService:
+		if c.policy.NoMountCheck {
+			c.pending = raw
+			c.startBody(h)
+			return nil
+		}
 		if h.expectContinue || (h.contentLength > maxCheckedBody) {
 			c.log.Info("forwarding a create request unchecked", "target", h.target, "expect", h.expectContinue, "length", h.contentLength)
 			c.pending = raw
@@ -374,15 +390,15 @@ func (c *Conn) checkCreate(rawHead []byte, h *head, kind int) error {
 
 // refuse answers the request with a Docker-style error and ends the connection: the
 // engine never sees it.
-func (c *Conn) refuse(h *head, denied *DeniedError) {
-	msg, _ := json.Marshal(map[string]string{"message": denied.Error()})
+func (c *Conn) refuse(h *head, why error) {
+	msg, _ := json.Marshal(map[string]string{"message": why.Error()})
 	msg = append(msg, '\n')
 	resp := fmt.Sprintf("%s 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", h.proto, len(msg))
 	c.wmu.Lock()
 	_, err := c.c.Write(append([]byte(resp), msg...))
 	c.wmu.Unlock()
 	if err != nil {
-		c.log.Debug("failed to answer a refused create", "err", err)
+		c.log.Debug("failed to answer a refused request", "err", err)
 	}
 	c.done = true
 }

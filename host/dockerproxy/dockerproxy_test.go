@@ -283,6 +283,61 @@ func TestRefused(t *testing.T) {
 	}
 }
 
+func TestSwarmCheck(t *testing.T) {
+	initReq := req("POST", "/v1.56/swarm/init", []string{"Content-Type: application/json"}, `{"ListenAddr":"0.0.0.0:2377"}`)
+	joinReq := req("POST", "/swarm/join", nil, `{"RemoteAddrs":["10.0.0.1:2377"],"JoinToken":"x"}`)
+	ping := req("GET", "/_ping", nil, "")
+	asked := 0
+	refusing := testPolicy()
+	refusing.Swarm = func() error { asked++; return errors.New("berth: swarm needs iptables") }
+	for name, c := range map[string]struct{ in, engine string }{
+		"init":              {initReq, ""},
+		"join after a ping": {ping + joinReq, ping},
+	} {
+		asked = 0
+		engine, client := run(t, refusing, c.in)
+		if engine != c.engine {
+			t.Errorf("%s: the engine got %q, want %q", name, engine, c.engine)
+		}
+		status, body, _ := strings.Cut(client, "\r\n\r\n")
+		if !strings.HasPrefix(status, "HTTP/1.1 400 ") || !strings.Contains(body, "berth: swarm needs iptables") {
+			t.Errorf("%s: client got %q", name, client)
+		}
+		if asked == 0 {
+			t.Errorf("%s: Swarm was not asked", name)
+		}
+	}
+	// Allowed, or no check: the requests pass untouched, and other requests never ask.
+	allowing := testPolicy()
+	allowing.Swarm = func() error { asked++; return nil }
+	asked = 0
+	for _, p := range []*Policy{allowing, testPolicy()} {
+		in := ping + initReq + req("POST", "/swarm/leave", nil, "")
+		if engine, client := run(t, p, in); engine != in || client != "" {
+			t.Errorf("engine got %q, client %q", engine, client)
+		}
+	}
+	if asked == 0 {
+		t.Error("the allowing check was not asked")
+	}
+	// Only swarm requests ask.
+	asked = 0
+	run(t, allowing, ping+req("GET", "/swarm", nil, ""))
+	if asked != 0 {
+		t.Errorf("asked %d times without a swarm init or join", asked)
+	}
+}
+
+func TestNoMountCheck(t *testing.T) {
+	p := testPolicy()
+	p.NoMountCheck = true
+	in := req("POST", "/containers/create", nil, createBody([]string{"/not/shared:/x"})) +
+		req("POST", "/services/create", nil, `{"TaskTemplate":{"ContainerSpec":{"Mounts":[{"Type":"bind","Source":"/not/shared","Target":"/x"}]}}}`)
+	if engine, client := run(t, p, in); engine != in || client != "" {
+		t.Errorf("engine got %q, client %q", engine, client)
+	}
+}
+
 func TestTranslated(t *testing.T) {
 	p := testPolicy()
 	for _, chunk := range []bool{false, true} {
@@ -378,6 +433,10 @@ func TestKind(t *testing.T) {
 		"POST /session":                         kindHijack,
 		"POST /v1.43/grpc":                      kindHijack,
 		"GET /v1.43/containers/abc/logs?follow": kindPlain,
+		"POST /v1.56/swarm/init":                kindSwarm,
+		"POST /swarm/join":                      kindSwarm,
+		"POST /v1.56/swarm/leave?force=1":       kindPlain,
+		"GET /swarm":                            kindPlain,
 	}
 	for line, want := range tests {
 		method, target, _ := strings.Cut(line, " ")

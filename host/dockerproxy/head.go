@@ -155,6 +155,7 @@ const (
 	kindPlain           = iota
 	kindCreateContainer // POST /containers/create: HostConfig.Binds, HostConfig.Mounts
 	kindService         // POST /services/create, /services/{id}/update: TaskTemplate.ContainerSpec.Mounts
+	kindSwarm           // POST /swarm/init, /swarm/join: Policy.Swarm
 	kindHijack          // the connection is raw bytes after this request
 )
 
@@ -168,6 +169,8 @@ func (h *head) kind() int {
 	switch {
 	case h.method == "POST" && p == "/containers/create":
 		return kindCreateContainer
+	case h.method == "POST" && (p == "/swarm/init" || p == "/swarm/join"):
+		return kindSwarm
 	case h.method == "POST" && p == "/services/create",
 		h.method == "POST" && len(seg) == 3 && seg[0] == "services" && seg[2] == "update":
 		return kindService

@@ -17,10 +17,16 @@ var VMPaths = []string{
 	"/usr", "/lib", "/lib64", "/bin", "/sbin",
 }
 
-// Policy decides the host paths of bind mounts.
+// Policy decides the host paths of bind mounts, and whether the engine may join a swarm.
 type Policy struct {
 	// Shares are the host directories the VM has at the same path.
 	Shares []string
+	// NoMountCheck passes every bind mount on unchecked (berth.yaml mountCheck: false).
+	NoMountCheck bool
+	// Swarm, when set, is asked before a swarm init or join goes to the engine: an error
+	// refuses the request with its message (an engine that cannot be a swarm node says
+	// why, and what to do, in berth's words).
+	Swarm func() error
 	// Instance names the instance in the hint of a refusal.
 	Instance string
 	// resolve resolves symlinks of an existing host path (filepath.EvalSymlinks); tests

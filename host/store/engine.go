@@ -25,14 +25,14 @@ type ProxyConfig struct {
 // IsZero lets the YAML encoder omit an empty proxy section.
 func (p ProxyConfig) IsZero() bool { return p == ProxyConfig{} }
 
-// daemonKey is one daemon.json key berth lets through, with the shape dockerd 20.10 wants.
+// daemonKey is one daemon.json key berth lets through, with the shape dockerd wants.
 type daemonKey struct {
 	kind string // string, bool, int, strings, stringMap, boolMap, pools, object
 	// check, when set, validates the value further; it returns what is wrong.
 	check func(v any) string
 }
 
-// daemonKeys are the daemon.json keys of the guest's dockerd (20.10) that a `docker:`
+// daemonKeys are the daemon.json keys of the guest's dockerd (29) that a `docker:`
 // section may set. Keys berth sets itself on dockerd's command line are in managedKeys.
 var daemonKeys = map[string]daemonKey{
 	"registry-mirrors":                 {kind: "strings", check: checkURLs},
@@ -65,6 +65,7 @@ var daemonKeys = map[string]daemonKey{
 	"labels":                           {kind: "strings"},
 	"userland-proxy":                   {kind: "bool"},
 	"iptables":                         {kind: "bool"},
+	"firewall-backend":                 {kind: "string", check: oneOf("iptables", "nftables")},
 	"ip6tables":                        {kind: "bool"},
 	"ip-forward":                       {kind: "bool"},
 	"ip-masq":                          {kind: "bool"},

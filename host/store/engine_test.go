@@ -30,6 +30,7 @@ mountCheck: false
 		{name: "log-opts nested", yaml: "docker:\n  log-opts: {a: {b: c}}\n", wantErr: "docker.log-opts: a:"},
 		{name: "features not bool", yaml: "docker:\n  features: {buildkit: yes please}\n", wantErr: "docker.features: buildkit:"},
 		{name: "pool size", yaml: "docker:\n  default-address-pools: [{base: 10.0.0.0/16, size: 8}]\n", wantErr: "docker.default-address-pools: size 8"},
+		{name: "firewall backend", yaml: "docker:\n  firewall-backend: ebtables\n", wantErr: "docker.firewall-backend: "},
 		{name: "dns twice", yaml: "dns: [1.1.1.1]\ndocker:\n  dns: [8.8.8.8]\n", wantErr: "docker.dns: set twice"},
 		{name: "proxy url", yaml: "proxy: {https: 'proxy corp'}\n", wantErr: "proxy.https:"},
 		{name: "relative CA", yaml: "caCerts: [ca.pem]\n", wantErr: `caCerts: "ca.pem" is not allowed`},
