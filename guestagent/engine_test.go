@@ -718,9 +718,14 @@ func TestOneReadyLoopAndStopEndsIt(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Stop hung")
 	}
-	time.Sleep(100 * time.Millisecond)
+	// The loops end as Stop returns; a loaded machine may take a moment to run their last
+	// lines, so the count is polled (a loop that never ends still fails).
 	for _, fn := range fns {
-		if n := goroutines(fn); n > base[fn] {
+		n := goroutines(fn)
+		for deadline := time.Now().Add(5 * time.Second); n > base[fn] && time.Now().Before(deadline); n = goroutines(fn) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if n > base[fn] {
 			t.Errorf("%d goroutines in %s after Stop (%d before Start)", n, fn, base[fn])
 		}
 	}
