@@ -98,6 +98,10 @@ func TestCluster(t *testing.T) {
 			t.Fatalf("cluster status: node %+v, want Running, attached, ready", n)
 		}
 	}
+	// Swarm needs dockerd's iptables backend (standalone instances get nftables: TestEngineVersion).
+	if fw := strings.TrimSpace(e.mustDockerAt(nodeCtx(2), "info", "--format", "{{.FirewallBackend.Driver}}")); fw != "iptables" {
+		t.Errorf("a cluster node's engine uses the %q firewall backend, want iptables", fw)
+	}
 	if out := e.mustBerth("list"); !strings.Contains(out, "CLUSTER") || !strings.Contains(out, " demo\n") {
 		t.Fatalf("berth list does not show the cluster column:\n%s", out)
 	}

@@ -13,9 +13,9 @@ import (
 	"github.com/berth-dev/berth/host/api"
 )
 
-// minEngineAPI is the oldest engine API berth's guest may ship (Debian trixie's docker.io
-// 26.1: API 1.45); current docker clients refuse engines much older than that.
-const minEngineAPI = "1.45"
+// minEngineAPI is the oldest engine API berth's guest may ship (Docker 29.8: API 1.56);
+// current docker clients refuse engines much older than that.
+const minEngineAPI = "1.56"
 
 // TestEngineVersion checks the guest engine through the berth context and that berth
 // reports the versions the engine and the guest report themselves: `berth status --json`
@@ -66,6 +66,17 @@ func TestEngineVersion(t *testing.T) {
 		t.Errorf("guest OS %q, want the image's Debian release", g.OS)
 	}
 
+	// A standalone engine programs its firewall with nftables (one transaction per
+	// network instead of ~100 iptables runs), images stay in the overlay2 graph driver,
+	// and containers run (no time namespace: runc 1.1 lacks it). docs/image.md.
+	if fw := strings.TrimSpace(e.mustDocker("info", "--format", "{{.FirewallBackend.Driver}} {{.Driver}}")); fw != "nftables overlay2" {
+		t.Errorf("firewall backend and storage driver %q, want nftables overlay2", fw)
+	}
+	e.busyboxImage("bb:fw")
+	if out := strings.TrimSpace(e.mustDocker("run", "--rm", "bb:fw", "echo", "ran")); out != "ran" {
+		t.Errorf("docker run printed %q", out)
+	}
+
 	// The image's manifest records the packages the running versions come from.
 	var manifest struct {
 		KernelVersion string            `json:"kernelVersion"`
@@ -81,8 +92,12 @@ func TestEngineVersion(t *testing.T) {
 	if manifest.KernelVersion != uname || manifest.Versions["kernel"] != uname {
 		t.Errorf("manifest kernel %q / %q, the guest runs %q", manifest.KernelVersion, manifest.Versions["kernel"], uname)
 	}
+	// The engine is built from its release (tools/versions.env): the manifest names it.
+	if m := manifest.Versions["docker"]; m != server.Version {
+		t.Errorf("manifest says docker %q, the guest runs %q", m, server.Version)
+	}
 	// Debian's package version is the upstream one plus the Debian revision.
-	for pkg, running := range map[string]string{"docker.io": server.Version, "containerd": component["containerd"], "runc": component["runc"]} {
+	for pkg, running := range map[string]string{"containerd": component["containerd"], "runc": component["runc"]} {
 		if m := manifest.Versions[pkg]; m == "" || !strings.HasPrefix(m, running+"-") {
 			t.Errorf("manifest says %s %q, the guest runs %q", pkg, m, running)
 		}
@@ -104,6 +119,23 @@ func TestEngineVersion(t *testing.T) {
 	if out := strings.TrimSpace(e.mustBerth("shell", "--", "docker", "version", "--format", "{{.Server.Version}}")); out != server.Version {
 		t.Errorf("guest docker CLI sees engine %q, want %q", out, server.Version)
 	}
+	// Swarm mode needs iptables: a swarm init is refused with what to do, and doing it
+	// (the iptables backend, a restart) makes the engine a swarm node; once it is one, it
+	// keeps iptables without the setting.
+	out, err := e.docker_(nil, "swarm", "init")
+	if err == nil || !strings.Contains(out, "docker.firewall-backend=iptables") || !strings.Contains(out, "berth restart") {
+		t.Fatalf("docker swarm init on the nftables engine: %v, want berth's refusal\n%s", err, out)
+	}
+	e.mustBerth("config", "set", "docker.firewall-backend=iptables")
+	e.mustBerth("restart")
+	e.mustDocker("swarm", "init")
+	e.mustBerth("config", "set", "docker.firewall-backend=")
+	e.mustBerth("restart")
+	if fw := strings.TrimSpace(e.mustDocker("info", "--format", "{{.FirewallBackend.Driver}} {{.Swarm.LocalNodeState}}")); fw != "iptables active" {
+		t.Errorf("a swarm node restarted without the setting: %q, want iptables active", fw)
+	}
+	e.mustDocker("swarm", "leave", "--force")
+
 	e.mustBerth("stop")
 	// Stopped: berth version prints its own line only.
 	if ver := e.mustBerth("version"); strings.Contains(ver, "Engine") {
