@@ -24,7 +24,9 @@ import (
 // stop during boot and after) without a VM. Knobs:
 //   - BERTH_FAKE_SPAWNS: a file that gets one line per spawned daemon, before its lock;
 //   - BERTH_FAKE_PHASE: how long each boot phase takes (default 100ms);
-//   - BERTH_FAKE_SOCK_DELAY: how long the daemon holds its lock before binding its socket.
+//   - BERTH_FAKE_SOCK_DELAY: how long the daemon holds its lock before binding its socket;
+//   - BERTH_FAKE_EXIT_DELAY: how long it still holds its lock and answers (state Stopped)
+//     after it stopped, as a real one releasing what it held.
 func TestMain(m *testing.M) {
 	if name := os.Getenv("BERTH_FAKE_HOSTD"); name != "" {
 		os.Exit(fakeHostd(name))
@@ -184,6 +186,7 @@ func fakeHostd(name string) int {
 	inst.WriteState(store.State{State: api.StateStopped})
 	d.publish(api.Event{State: api.StateStopped})
 	d.logf("daemon stopped")
+	time.Sleep(envDuration("BERTH_FAKE_EXIT_DELAY", 0))
 	os.Remove(sock)
 	close(d.done)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -72,8 +72,9 @@ var (
 
 // busyError is a clear message that also matches ErrStarting or ErrRunning.
 type busyError struct {
-	kind error
-	msg  string
+	kind    error
+	msg     string
+	exiting bool // the daemon is on its way out (its VM stopped or died)
 }
 
 func (e *busyError) Error() string { return e.msg }
@@ -108,9 +109,9 @@ func opBusy(inst *store.Instance) error {
 		by = fmt.Sprintf(" (pid %d)", pid)
 	}
 	if op == "delete" {
-		return &busyError{ErrStarting, fmt.Sprintf("instance %q is being deleted%s", inst.Name, by)}
+		return &busyError{kind: ErrStarting, msg: fmt.Sprintf("instance %q is being deleted%s", inst.Name, by)}
 	}
-	return &busyError{ErrStarting, fmt.Sprintf("instance %q is already starting%s; run `berth status %s`", inst.Name, by, inst.Name)}
+	return &busyError{kind: ErrStarting, msg: fmt.Sprintf("instance %q is already starting%s; run `berth status %s`", inst.Name, by, inst.Name)}
 }
 
 // Release drops the lock; it may be called more than once.
@@ -121,10 +122,30 @@ func (s *Starter) Release() {
 	}
 }
 
+// exitingWait bounds how long a start waits for a daemon that is on its way out: one
+// whose VM was stopped, or died (kill -9 of the VM), and that is still releasing what it
+// held. Its own shutdown is bounded well below this.
+var exitingWait = 30 * time.Second
+
 // Busy returns nil when no daemon holds the instance, else an error saying whether it is
-// running (wraps ErrRunning) or still starting or stopping (wraps ErrStarting).
+// running (wraps ErrRunning) or still starting or stopping (wraps ErrStarting). A daemon
+// that is stopping, or has stopped or failed and not yet exited, is waited for (up to
+// exitingWait): the start then goes on as if it had been gone.
 func (s *Starter) Busy(ctx context.Context) error {
-	return daemonBusy(ctx, s.inst)
+	err := daemonBusy(ctx, s.inst)
+	deadline := time.Now().Add(exitingWait)
+	for {
+		var b *busyError
+		if !errors.As(err, &b) || !b.exiting || !time.Now().Before(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+		err = daemonBusy(ctx, s.inst)
+	}
 }
 
 func daemonBusy(ctx context.Context, inst *store.Instance) error {
@@ -142,11 +163,11 @@ func daemonBusy(ctx context.Context, inst *store.Instance) error {
 	cancel()
 	switch state {
 	case api.StateStarting:
-		return &busyError{ErrStarting, fmt.Sprintf("instance %q is already starting (daemon pid %d); run `berth status %s`", inst.Name, pid, inst.Name)}
+		return &busyError{kind: ErrStarting, msg: fmt.Sprintf("instance %q is already starting (daemon pid %d); run `berth status %s`", inst.Name, pid, inst.Name)}
 	case api.StateStopping, api.StateStopped, api.StateError:
-		return &busyError{ErrStarting, fmt.Sprintf("instance %q is stopping (daemon pid %d); start it again once `berth status %s` says Stopped", inst.Name, pid, inst.Name)}
+		return &busyError{kind: ErrStarting, exiting: true, msg: fmt.Sprintf("instance %q is stopping (daemon pid %d, state %s) and has not exited; start it again once `berth status %s` says Stopped", inst.Name, pid, state, inst.Name)}
 	}
-	return &busyError{ErrRunning, fmt.Sprintf("instance %q is already running (daemon pid %d); use `berth restart %s` to restart it", inst.Name, pid, inst.Name)}
+	return &busyError{kind: ErrRunning, msg: fmt.Sprintf("instance %q is already running (daemon pid %d); use `berth restart %s` to restart it", inst.Name, pid, inst.Name)}
 }
 
 // hostdCommand builds the daemon's command; tests replace it.
@@ -361,8 +382,9 @@ func Stop(ctx context.Context, inst *store.Instance, force bool) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	// The daemon drops its lock as it exits; wait for that so a following start works.
-	for inst.DaemonPID() != 0 {
+	// The daemon drops its lock as it exits; wait for that so a following start works (a
+	// daemon another start spawned meanwhile is not this stop's).
+	for inst.DaemonPID() == pid {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("daemon (pid %d) did not exit: %w", pid, ctx.Err())

@@ -204,6 +204,62 @@ func TestStartRefusedWhileLocked(t *testing.T) {
 	}
 }
 
+// TestStartWaitsForExitingDaemon: a start right after the instance stopped or failed, while
+// its daemon still releases what it held (state Stopped or Error, lock held), used to be
+// refused with "is stopping" (TestReliability's start right after kill -9 of the VM). It
+// now waits for that daemon to exit and starts a new one.
+func TestStartWaitsForExitingDaemon(t *testing.T) {
+	inst, spawnFile := newInstance(t, "dev")
+	useFakeHostd(t, "BERTH_FAKE_SPAWNS="+spawnFile, "BERTH_FAKE_PHASE=10ms", "BERTH_FAKE_EXIT_DELAY=1500ms")
+	stopAtEnd(t, inst)
+	if err := Start(t.Context(), inst, nil); err != nil {
+		t.Fatal(err)
+	}
+	first := inst.DaemonPID()
+	stopped := make(chan error, 1)
+	go func() { stopped <- Stop(t.Context(), inst, false) }()
+	waitFor := func(what string, ok func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !ok(); time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s within 10 s", what)
+			}
+		}
+	}
+	waitFor("Stopped state from the exiting daemon", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		st, err := Client(inst).Status(ctx)
+		return err == nil && st.State == api.StateStopped
+	})
+	if err := Start(t.Context(), inst, nil); err != nil {
+		t.Fatalf("start while the stopped daemon exits: %v", err)
+	}
+	if pid := inst.DaemonPID(); pid == 0 || pid == first {
+		t.Errorf("daemon pid %d after the start, the exited one was %d", pid, first)
+	}
+	if n := len(spawns(t, spawnFile)); n != 2 {
+		t.Errorf("%d daemons spawned, want 2", n)
+	}
+	<-stopped
+
+	// One that does not exit in time: the start says so instead of waiting on.
+	old := exitingWait
+	exitingWait = 200 * time.Millisecond
+	defer func() { exitingWait = old }()
+	go func() { stopped <- Stop(t.Context(), inst, false) }()
+	waitFor("Stopped state from the exiting daemon", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		st, err := Client(inst).Status(ctx)
+		return err == nil && st.State == api.StateStopped
+	})
+	if err := Start(t.Context(), inst, nil); !errors.Is(err, ErrStarting) || !strings.Contains(err.Error(), "is stopping") {
+		t.Errorf("start while a daemon takes too long to exit: %v", err)
+	}
+	<-stopped
+}
+
 // TestStopWaitsForPendingStart: a stop that comes while a start holds the lock but has not
 // spawned its daemon yet used to answer "not running", and the start then brought the VM
 // up after the stop. Now the stop waits for the daemon and stops it.
