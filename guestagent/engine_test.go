@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -654,8 +655,10 @@ func TestEngineRunningAgainAfterContainerdRestart(t *testing.T) {
 			t.Fatalf("engine not running again after a containerd restart; events: %q, state %q", seen, e.State())
 		}
 	}
-	if !strings.Contains(seen[0], "containerd exited") {
-		t.Errorf("first event after the crash = %q", seen[0])
+	// The readiness loop may see the socket gone (a bare "starting") before the supervisor
+	// reports the exit; the reason must come before the engine is running again.
+	if !slices.ContainsFunc(seen, func(ev string) bool { return strings.Contains(ev, "containerd exited") }) {
+		t.Errorf("no event says containerd exited before running again: %q", seen)
 	}
 	if readPid(t, filepath.Join(dir, "cd.pid")) == cd {
 		t.Error("containerd was not restarted")
