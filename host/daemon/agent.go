@@ -73,6 +73,34 @@ func dialRetry(ctx context.Context, drv vm.Driver) (net.Conn, error) {
 	}
 }
 
+// sessionGoneError is an open that failed before anything was sent: the session had ended
+// (the host replaced a stalled one, or the agent's serve process restarted). The request
+// can go to the next session without having run on this one.
+type sessionGoneError struct{ err error }
+
+func (e *sessionGoneError) Error() string { return "agent session: " + e.err.Error() }
+func (e *sessionGoneError) Unwrap() error { return e.err }
+
+// openOnLive opens a stream with req on agent's session, or, when that session has ended
+// before the request was sent, on the next live one (Daemon.liveAgent), until ctx ends.
+func (d *Daemon) openOnLive(ctx context.Context, agent *agentClient, req proto.Request) (*yamux.Stream, error) {
+	for {
+		st, _, err := agent.open(ctx, req)
+		var gone *sessionGoneError
+		if !errors.As(err, &gone) {
+			return st, err
+		}
+		next, lerr := d.liveAgent(ctx)
+		if lerr != nil {
+			return nil, fmt.Errorf("%w; %w", err, lerr)
+		}
+		if next == agent {
+			return nil, err
+		}
+		agent = next
+	}
+}
+
 func newAgentClient(conn net.Conn, log *slog.Logger) (*agentClient, error) {
 	sess, err := yamux.Client(conn, proto.YamuxConfig())
 	if err != nil {
@@ -90,6 +118,9 @@ func (a *agentClient) open(ctx context.Context, req proto.Request) (*yamux.Strea
 		return nil, proto.Response{}, err
 	}
 	st, err := a.sess.OpenStream()
+	if errors.Is(err, yamux.ErrSessionShutdown) {
+		return nil, proto.Response{}, &sessionGoneError{err}
+	}
 	if err != nil {
 		return nil, proto.Response{}, fmt.Errorf("agent session: %w", err)
 	}

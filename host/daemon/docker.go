@@ -94,6 +94,10 @@ func (d *Daemon) openDocker(ctx context.Context) (*agentClient, *yamux.Stream, e
 		if err == nil {
 			return agent, st, nil
 		}
+		var gone *sessionGoneError
+		if errors.As(err, &gone) {
+			continue // liveAgent waits for the next session
+		}
 		if resp.Error == "" || !d.engineMayAnswer() {
 			return nil, nil, err
 		}

@@ -127,8 +127,10 @@ func (d *Daemon) handleExec(w http.ResponseWriter, r *http.Request) {
 	if agent == nil {
 		return
 	}
+	// A session replaced meanwhile (a stalled VM continued) is not an error: the next one
+	// takes the command.
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	st, _, err := agent.open(ctx, proto.Request{Type: proto.TypeExec, Exec: &proto.ExecRequest{
+	st, err := d.openOnLive(ctx, agent, proto.Request{Type: proto.TypeExec, Exec: &proto.ExecRequest{
 		Argv: req.Argv, Env: req.Env, Dir: req.Dir, TTY: req.TTY, Rows: req.Rows, Cols: req.Cols}})
 	cancel()
 	if err != nil {
@@ -172,7 +174,7 @@ func (d *Daemon) handleLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 30*time.Second)
-	st, _, err := agent.open(ctx, proto.Request{Type: proto.TypeLogs, Log: name, Follow: follow})
+	st, err := d.openOnLive(ctx, agent, proto.Request{Type: proto.TypeLogs, Log: name, Follow: follow})
 	cancel()
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err)

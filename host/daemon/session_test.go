@@ -480,3 +480,39 @@ func unixPair(t testing.TB) (net.Conn, net.Conn) {
 	a, b := prototest.UnixPair(t)
 	return a, b
 }
+
+// TestOpenOnLiveAfterSessionEnds: a stream opened as the host replaces its agent session
+// (it closed a stalled one: a VM continued after SIGSTOP) goes to the next session instead
+// of failing with "session shutdown" (TestIdlePause/ClockAfterSIGSTOP's `berth shell` right
+// after the continue did).
+func TestOpenOnLiveAfterSessionEnds(t *testing.T) {
+	sock, _ := fakeEngine(t, false)
+	vm := newFakeVM(t, sock)
+	d := testDaemon()
+	ctx, first := startSessions(t, d, vm)
+	first.close()
+	if _, _, err := first.open(ctx, proto.Request{Type: proto.TypeDocker}); !errors.As(err, new(*sessionGoneError)) {
+		t.Fatalf("open on the closed session: %v, want a sessionGoneError", err)
+	}
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := d.openOnLive(octx, first, proto.Request{Type: proto.TypeDocker})
+	if err != nil {
+		t.Fatalf("open after the session was replaced: %v", err)
+	}
+	st.Write([]byte("ping"))
+	proto.HalfStream{Stream: st}.CloseWrite()
+	st.SetDeadline(time.Now().Add(10 * time.Second))
+	if got, err := io.ReadAll(st); err != nil || string(got) != "PING" {
+		t.Errorf("the stream on the new session answered %q, %v", got, err)
+	}
+	st.Close()
+	// The docker path too.
+	first2, _ := d.liveAgent(octx)
+	first2.close()
+	agent, st2, err := d.openDocker(octx)
+	if err != nil || agent == first2 {
+		t.Fatalf("docker open after the session was replaced: %v (same session: %v)", err, agent == first2)
+	}
+	st2.Close()
+}
